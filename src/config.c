@@ -1,0 +1,523 @@
+/* config: the key = value file, VOZAGENT_* overrides, validation. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#define CONFIG_LINE_MAX 4096
+#define CONFIG_TOKEN_MAX 4096
+
+enum key_type {
+	KEY_STRING, KEY_DURATION, KEY_PAGE_SIZE, KEY_ORDER, KEY_LOG_LEVEL, KEY_URL,
+	KEY_TOKEN, /* api_token and api_token_file: resolved together by token_resolve() */
+};
+
+struct key_def {
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	const char *defval;  /* NULL = unset */
+};
+
+#define OFF(field) offsetof(struct config, field)
+static const struct key_def keys[] = {
+	{ "api_url", KEY_URL, OFF(api_url), "https://api.vozagent.ai/v1" },
+	{ "api_token", KEY_TOKEN, 0, NULL },
+	{ "api_token_file", KEY_TOKEN, 0, NULL },
+	{ "database_url", KEY_STRING, OFF(database_url), "" },
+	{ "source", KEY_STRING, OFF(source), "default" },
+	{ "poll_interval", KEY_DURATION, OFF(poll_interval_ms), "60s" },
+	{ "page_size", KEY_PAGE_SIZE, OFF(page_size), "100" },
+	{ "lookback", KEY_DURATION, OFF(lookback_ms), "2h" },
+	{ "http_timeout", KEY_DURATION, OFF(http_timeout_ms), "30s" },
+	{ "order", KEY_ORDER, OFF(order), "auto" },
+	{ "status", KEY_STRING, OFF(filter_status), NULL },
+	{ "assistant_id", KEY_STRING, OFF(filter_assistant_id), NULL },
+	{ "contact_id", KEY_STRING, OFF(filter_contact_id), NULL },
+	{ "call_type", KEY_STRING, OFF(filter_call_type), NULL },
+	{ "log_level", KEY_LOG_LEVEL, OFF(log_level), "info" },
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+/* Where each key's value came from: "FILE:LINE" or "VOZAGENT_X". */
+struct origin {
+	char where[CONFIG_LINE_MAX / 4];
+	int line;            /* file line, 0 = env or default */
+	char *value;         /* owned raw text */
+};
+
+struct loader {
+	struct origin set[NKEYS];
+	int nerr_key[NKEYS];   /* errors reported for each key */
+	char *err;
+	size_t errlen;
+	size_t errused;
+	int nerr;
+	int cur_key;           /* key being applied, or -1 */
+};
+
+static void
+loader_error(struct loader *ld, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	ld->nerr++;
+	if (ld->cur_key >= 0)
+		ld->nerr_key[ld->cur_key]++;
+	if (ld->errused + 1 >= ld->errlen)
+		return;
+	if (ld->errused > 0)
+		ld->err[ld->errused++] = '\n';
+	va_start(ap, fmt);
+	n = vsnprintf(ld->err + ld->errused, ld->errlen - ld->errused, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		ld->errused += (size_t)n;
+	if (ld->errused >= ld->errlen)
+		ld->errused = ld->errlen - 1;
+}
+
+static const struct key_def *
+key_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strlen(keys[i].name) == len && strncmp(keys[i].name, name, len) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static char *
+xstrndup(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+	if (p == NULL) {
+		fprintf(stderr, "vozagent-sync: out of memory\n");
+		abort();
+	}
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+int
+config_parse_duration(const char *s, uint64_t *ms)
+{
+	static const struct { const char *suffix; uint64_t mult; } units[] = {
+		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 },
+		{ "h", 3600000 }, { "d", 86400000 },
+	};
+	char *end;
+	unsigned long long v;
+
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcmp(end, units[i].suffix) == 0) {
+			if (v > UINT64_MAX / units[i].mult / 1000) /* keep far from overflow */
+				return -1;
+			*ms = v * units[i].mult;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Store one raw value for a key, remembering where it was set. */
+static void
+loader_set(struct loader *ld, const struct key_def *k, const char *value, size_t len,
+    const char *where, int line)
+{
+	struct origin *o = &ld->set[k - keys];
+
+	if (line > 0 && o->line > 0) {
+		loader_error(ld, "%s: key '%s' is set twice (first at line %d)", where, k->name,
+		    o->line);
+		return;
+	}
+	free(o->value);
+	o->value = xstrndup(value, len);
+	o->line = line;
+	snprintf(o->where, sizeof o->where, "%s", where);
+}
+
+/* Parses `key = value` (value optionally "quoted"), `# comment`, blank. */
+static void
+loader_line(struct loader *ld, const char *path, int lineno, char *s)
+{
+	char where[sizeof ((struct origin *)0)->where];
+	char *key, *eq, *val, *end;
+	const struct key_def *k;
+
+	snprintf(where, sizeof where, "%s:%d", path, lineno);
+	while (isspace((unsigned char)*s))
+		s++;
+	if (*s == '\0' || *s == '#')
+		return;
+	eq = strchr(s, '=');
+	if (eq == NULL) {
+		loader_error(ld, "%s: expected 'key = value'", where);
+		return;
+	}
+	key = s;
+	end = eq;
+	while (end > key && isspace((unsigned char)end[-1]))
+		end--;
+	k = key_find(key, (size_t)(end - key));
+	if (k == NULL) {
+		loader_error(ld, "%s: unknown key '%.*s'", where, (int)(end - key), key);
+		return;
+	}
+	val = eq + 1;
+	while (isspace((unsigned char)*val))
+		val++;
+	if (*val == '"') {
+		/* quoted: \" and \\ escapes; a # inside is part of the value */
+		char *out = ++val, *in = val;
+		while (*in != '\0' && *in != '"') {
+			if (*in == '\\' && (in[1] == '"' || in[1] == '\\'))
+				in++;
+			*out++ = *in++;
+		}
+		if (*in != '"') {
+			loader_error(ld, "%s: unterminated quoted value for '%s'", where, k->name);
+			return;
+		}
+		end = out;
+		in++;
+		while (isspace((unsigned char)*in))
+			in++;
+		if (*in != '\0' && *in != '#') {
+			loader_error(ld, "%s: unexpected text after the quoted value of '%s'", where,
+			    k->name);
+			return;
+		}
+	} else {
+		/* a comment starts at a # preceded by white space */
+		for (end = val; *end != '\0'; end++)
+			if (*end == '#' && (end == val || isspace((unsigned char)end[-1])))
+				break;
+		while (end > val && isspace((unsigned char)end[-1]))
+			end--;
+	}
+	loader_set(ld, k, val, (size_t)(end - val), where, lineno);
+}
+
+static int
+loader_file(struct loader *ld, const char *path)
+{
+	char line[CONFIG_LINE_MAX];
+	int lineno = 0;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL) {
+		loader_error(ld, "%s: cannot read config file: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof line, f) != NULL) {
+		size_t n = strlen(line);
+		lineno++;
+		if (n > 0 && line[n - 1] == '\n')
+			line[--n] = '\0';
+		else if (!feof(f)) {
+			int c;
+			loader_error(ld, "%s:%d: line longer than %d bytes", path, lineno,
+			    CONFIG_LINE_MAX - 2);
+			while ((c = fgetc(f)) != EOF && c != '\n')
+				;
+			continue;
+		}
+		if (n > 0 && line[n - 1] == '\r')
+			line[--n] = '\0';
+		loader_line(ld, path, lineno, line);
+	}
+	if (ferror(f))
+		loader_error(ld, "%s: read error: %s", path, strerror(errno));
+	fclose(f);
+	return 0;
+}
+
+static void
+loader_env(struct loader *ld)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		char name[64] = "VOZAGENT_";
+		size_t n = strlen(name);
+		const char *v;
+
+		for (const char *p = keys[i].name; *p != '\0' && n < sizeof name - 1; p++)
+			name[n++] = (char)toupper((unsigned char)*p);
+		name[n] = '\0';
+		v = getenv(name);
+		if (v == NULL)
+			continue;
+		/* the environment wins over the file, so forget the file's line */
+		ld->set[i].line = 0;
+		loader_set(ld, &keys[i], v, strlen(v), name, 0);
+	}
+}
+
+/* Reads a token file: one line, trailing white space dropped. */
+static char *
+token_read_file(struct loader *ld, const char *path, const char *where)
+{
+	char buf[CONFIG_TOKEN_MAX + 2];
+	size_t n;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL) {
+		loader_error(ld, "%s: cannot read api_token_file '%s': %s", where, path,
+		    strerror(errno));
+		return NULL;
+	}
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	if (n > CONFIG_TOKEN_MAX) {
+		loader_error(ld, "%s: api token file '%s' is larger than %d bytes", where, path,
+		    CONFIG_TOKEN_MAX);
+		return NULL;
+	}
+	while (n > 0 && isspace((unsigned char)buf[n - 1]))
+		n--;
+	return xstrndup(buf, n);
+}
+
+/* A token becomes an HTTP header: refuse anything that could break it. */
+static void
+token_check(struct loader *ld, const struct config *cfg)
+{
+	const unsigned char *p = (const unsigned char *)cfg->api_token;
+
+	if (p == NULL)
+		return;
+	if (*p == '\0') {
+		loader_error(ld, "%s: the API token is empty", cfg->api_token_origin);
+		return;
+	}
+	for (; *p != '\0'; p++) {
+		if (*p <= ' ' || *p == 0x7f) {
+			loader_error(ld, "%s: the API token contains white space or a control "
+			    "character", cfg->api_token_origin);
+			return;
+		}
+	}
+}
+
+static void
+token_resolve(struct loader *ld, struct config *cfg)
+{
+	const struct origin *tok = &ld->set[key_find("api_token", 9) - keys];
+	const struct origin *file = &ld->set[key_find("api_token_file", 14) - keys];
+	const char *credir = getenv("CREDENTIALS_DIRECTORY");
+	char where[CONFIG_LINE_MAX];
+
+	/* an environment value beats a file value, whichever of the two keys it is */
+	if (tok->value != NULL && (tok->line == 0 || file->value == NULL || file->line > 0)) {
+		cfg->api_token = xstrndup(tok->value, strlen(tok->value));
+		snprintf(where, sizeof where, "api_token (%s)", tok->where);
+	} else if (file->value != NULL) {
+		snprintf(where, sizeof where, "api_token_file '%.1024s' (%s)", file->value, file->where);
+		cfg->api_token = token_read_file(ld, file->value, file->where);
+	} else if (credir != NULL && *credir != '\0') {
+		char path[PATH_MAX];
+		snprintf(path, sizeof path, "%s/api_token", credir);
+		/* other credentials may be passed without this one */
+		if (access(path, F_OK) != 0)
+			return;
+		snprintf(where, sizeof where, "systemd credential %.1024s", path);
+		cfg->api_token = token_read_file(ld, path, "$CREDENTIALS_DIRECTORY");
+	} else {
+		return;
+	}
+	cfg->api_token_origin = xstrndup(where, strlen(where));
+	token_check(ld, cfg);
+}
+
+static void
+loader_apply(struct loader *ld, struct config *cfg, size_t i)
+{
+	const struct key_def *k = &keys[i];
+	const char *v = ld->set[i].value;
+	const char *where = ld->set[i].where;
+	void *dst = (char *)cfg + k->offset;
+
+	if (v == NULL)
+		return;
+	ld->cur_key = (int)i;
+	switch (k->type) {
+	case KEY_TOKEN:
+		break;
+	case KEY_STRING:
+		if (*v == '\0' && k->defval == NULL) {
+			/* an empty filter means "no filter", as when unset */
+			return;
+		}
+		free(*(char **)dst);
+		*(char **)dst = xstrndup(v, strlen(v));
+		break;
+	case KEY_URL: {
+		size_t n = strlen(v);
+		if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+			loader_error(ld, "%s: %s must start with http:// or https://, got '%s'",
+			    where, k->name, v);
+			return;
+		}
+		while (n > 0 && v[n - 1] == '/')
+			n--;
+		free(*(char **)dst);
+		*(char **)dst = xstrndup(v, n);
+		break;
+	}
+	case KEY_DURATION:
+		if (config_parse_duration(v, (uint64_t *)dst) < 0)
+			loader_error(ld, "%s: %s: '%s' is not a duration (use e.g. 90, 90s, 5m, 2h)",
+			    where, k->name, v);
+		break;
+	case KEY_PAGE_SIZE: {
+		char *end;
+		long n;
+		errno = 0;
+		n = strtol(v, &end, 10);
+		if (errno != 0 || end == v || *end != '\0' || n < 1 || n > 100)
+			loader_error(ld, "%s: %s must be a whole number from 1 to 100, got '%s'",
+			    where, k->name, v);
+		else
+			*(int *)dst = (int)n;
+		break;
+	}
+	case KEY_ORDER:
+		if (strcmp(v, "auto") == 0)
+			*(enum config_order *)dst = ORDER_AUTO;
+		else if (strcmp(v, "oldest_first") == 0)
+			*(enum config_order *)dst = ORDER_OLDEST_FIRST;
+		else if (strcmp(v, "newest_first") == 0)
+			*(enum config_order *)dst = ORDER_NEWEST_FIRST;
+		else
+			loader_error(ld, "%s: %s must be auto, oldest_first or newest_first, got '%s'",
+			    where, k->name, v);
+		break;
+	case KEY_LOG_LEVEL:
+		if (log_level_parse(v, (enum log_level *)dst) < 0)
+			loader_error(ld, "%s: %s must be debug, info, warn or error, got '%s'",
+			    where, k->name, v);
+		break;
+	}
+}
+
+static int
+loader_bad(const struct loader *ld, const char *name)
+{
+	return ld->nerr_key[key_find(name, strlen(name)) - keys] > 0;
+}
+
+static void
+config_check(struct loader *ld, struct config *cfg)
+{
+	char *pqerr = NULL;
+	PQconninfoOption *opts;
+
+	/* a value that did not parse was reported already: check ranges of the rest */
+	if (cfg->poll_interval_ms < 1000 && !loader_bad(ld, "poll_interval"))
+		loader_error(ld, "%s: poll_interval must be at least 1s",
+		    ld->set[key_find("poll_interval", 13) - keys].where);
+	if (cfg->http_timeout_ms < 1000 && !loader_bad(ld, "http_timeout"))
+		loader_error(ld, "%s: http_timeout must be at least 1s",
+		    ld->set[key_find("http_timeout", 12) - keys].where);
+	if (*cfg->source == '\0')
+		loader_error(ld, "%s: source must not be empty",
+		    ld->set[key_find("source", 6) - keys].where);
+	if (cfg->filter_call_type != NULL && strcmp(cfg->filter_call_type, "inbound") != 0 &&
+	    strcmp(cfg->filter_call_type, "outbound") != 0)
+		loader_error(ld, "%s: call_type must be inbound or outbound, got '%s'",
+		    ld->set[key_find("call_type", 9) - keys].where, cfg->filter_call_type);
+	/* validate the connection string now, without connecting */
+	opts = PQconninfoParse(cfg->database_url, &pqerr);
+	if (opts == NULL) {
+		size_t n = pqerr != NULL ? strlen(pqerr) : 0;
+		while (n > 0 && isspace((unsigned char)pqerr[n - 1]))
+			n--;
+		loader_error(ld, "%s: database_url is not a valid libpq connection string: %.*s",
+		    ld->set[key_find("database_url", 12) - keys].where, (int)n,
+		    pqerr != NULL ? pqerr : "out of memory");
+		PQfreemem(pqerr);
+	} else {
+		PQconninfoFree(opts);
+	}
+}
+
+int
+config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	struct loader ld;
+
+	memset(cfg, 0, sizeof *cfg);
+	memset(&ld, 0, sizeof ld);
+	ld.err = err;
+	ld.errlen = errlen;
+	if (errlen > 0)
+		err[0] = '\0';
+
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].defval != NULL)
+			loader_set(&ld, &keys[i], keys[i].defval, strlen(keys[i].defval),
+			    "default", 0);
+	if (path == NULL && access(CONFIG_DEFAULT_PATH, F_OK) == 0)
+		path = CONFIG_DEFAULT_PATH;
+	if (path != NULL) {
+		cfg->path = xstrndup(path, strlen(path));
+		loader_file(&ld, path);
+	}
+	loader_env(&ld);
+	ld.cur_key = -1;
+	for (size_t i = 0; i < NKEYS; i++)
+		loader_apply(&ld, cfg, i);
+	ld.cur_key = -1;
+	token_resolve(&ld, cfg);
+	config_check(&ld, cfg);
+	for (size_t i = 0; i < NKEYS; i++)
+		free(ld.set[i].value);
+	if (ld.nerr > 0) {
+		config_free(cfg);
+		return -1;
+	}
+	return 0;
+}
+
+int
+config_require_token(const struct config *cfg, char *err, size_t errlen)
+{
+	if (cfg->api_token != NULL)
+		return 0;
+	snprintf(err, errlen, "%s: no API key: set api_token or api_token_file, or "
+	    "VOZAGENT_API_TOKEN, or provide the systemd credential 'api_token'",
+	    cfg->path != NULL ? cfg->path : "(no config file)");
+	return -1;
+}
+
+void
+config_free(struct config *cfg)
+{
+	char **strings[] = {
+		&cfg->path, &cfg->api_url, &cfg->api_token, &cfg->api_token_origin,
+		&cfg->database_url, &cfg->source, &cfg->filter_status,
+		&cfg->filter_assistant_id, &cfg->filter_contact_id, &cfg->filter_call_type,
+	};
+	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+		if (*strings[i] == cfg->api_token && cfg->api_token != NULL)
+			memset(cfg->api_token, 0, strlen(cfg->api_token));
+		free(*strings[i]);
+		*strings[i] = NULL;
+	}
+}

@@ -1,0 +1,47 @@
+/* config: the key = value file, VOZAGENT_* overrides, validation. */
+#ifndef VOZAGENT_CONFIG_H
+#define VOZAGENT_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/vozagent-sync/vozagent-sync.conf"
+
+enum config_order { ORDER_AUTO, ORDER_OLDEST_FIRST, ORDER_NEWEST_FIRST };
+
+struct config {
+	char *path;               /* file read, or NULL when none was */
+	char *api_url;            /* without trailing slash */
+	char *api_token;          /* secret: never log it */
+	char *api_token_origin;   /* where the token came from, for messages */
+	char *database_url;       /* "" = libpq defaults */
+	char *source;
+	uint64_t poll_interval_ms;
+	uint64_t lookback_ms;
+	uint64_t http_timeout_ms;
+	int page_size;
+	enum config_order order;
+	char *filter_status;      /* API filters; NULL = unset */
+	char *filter_assistant_id;
+	char *filter_contact_id;
+	char *filter_call_type;
+	enum log_level log_level;
+};
+
+/*
+ * Fills cfg from defaults, then the file (path; NULL = the default path when
+ * it exists), then the environment. Returns 0, or -1 with every problem found
+ * written to err, one per line, each naming the key and where it was set.
+ * The token is not required here: config_require_token() checks it for the
+ * commands that talk to the API.
+ */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+int config_require_token(const struct config *cfg, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+/* "90", "90s", "1500ms", "5m", "2h", "1d" -> milliseconds. 0 or -1. */
+int config_parse_duration(const char *s, uint64_t *ms);
+
+#endif

@@ -1,0 +1,23 @@
+/* log: leveled messages on stderr (journald-aware). */
+#ifndef VOZAGENT_LOG_H
+#define VOZAGENT_LOG_H
+
+enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
+
+void log_init(enum log_level min);
+int log_level_parse(const char *s, enum log_level *out);
+
+#if defined(__GNUC__)
+#define LOG_PRINTF __attribute__((format(printf, 1, 2)))
+#else
+#define LOG_PRINTF
+#endif
+
+void log_debug(const char *fmt, ...) LOG_PRINTF;
+void log_info(const char *fmt, ...) LOG_PRINTF;
+/* log_warn appends strerror(errno); log_warnx does not. */
+void log_warn(const char *fmt, ...) LOG_PRINTF;
+void log_warnx(const char *fmt, ...) LOG_PRINTF;
+void log_errx(const char *fmt, ...) LOG_PRINTF;
+
+#endif
