@@ -1,0 +1,537 @@
+/* parse: streams a page body (a JSON array of call objects) into records. */
+#include "parse.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_parse.h>
+
+static const char *const field_names[FIELD_COUNT] = {
+	"id", "contact_id", "assistant_id", "call_type", "call_status", "duration_seconds",
+	"call_started_at", "call_ended_at", "appointment_booked", "lead_qualification",
+	"call_intent",
+};
+
+/* Depth of open containers: 1 = inside the page array, 2 = inside a call. */
+enum { DEPTH_PAGE = 1, DEPTH_CALL = 2 };
+
+struct parse {
+	yajl_handle h;
+	yajl_gen g;               /* re-encodes the current call for `raw` */
+	parse_record_cb cb;
+	void *arg;
+	size_t max_record;
+	int depth;
+	int closed;               /* the page array has ended */
+	int failed;
+	unsigned count;
+	size_t fed;               /* bytes fed before the current chunk */
+	int cur_field;            /* known key just read at DEPTH_CALL, or -1 */
+	struct { enum json_type type; size_t off, len; } fv[FIELD_COUNT];
+	char *vals;               /* texts of the known fields of the current call */
+	size_t vals_len, vals_cap;
+	char *scratch;            /* a string with replaced characters */
+	size_t scratch_cap;
+	unsigned replaced;
+	char err[256];
+};
+
+const char *
+parse_field_name(enum field_id f)
+{
+	return f < FIELD_COUNT ? field_names[f] : "?";
+}
+
+static int
+parse_fail(struct parse *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->failed)
+		return 0;
+	p->failed = 1;
+	va_start(ap, fmt);
+	vsnprintf(p->err, sizeof p->err, fmt, ap);
+	va_end(ap);
+	return 0; /* for yajl: cancel the parse */
+}
+
+static size_t
+parse_offset(const struct parse *p)
+{
+	return p->fed + yajl_get_bytes_consumed(p->h);
+}
+
+static int
+grow(char **buf, size_t *cap, size_t need)
+{
+	size_t n = *cap ? *cap : 256;
+	char *nb;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need)
+		n *= 2;
+	nb = realloc(*buf, n);
+	if (nb == NULL)
+		return -1;
+	*buf = nb;
+	*cap = n;
+	return 0;
+}
+
+/*
+ * Length of the valid UTF-8 sequence at s (1-4), or 0 when it is invalid or
+ * a NUL: PostgreSQL text and jsonb can hold neither.
+ */
+static size_t
+utf8_valid_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len, i;
+	unsigned char lo = 0x80, hi = 0xBF;
+
+	if (c == 0)
+		return 0;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		len = 2;
+	else if (c >= 0xE0 && c <= 0xEF) {
+		len = 3;
+		if (c == 0xE0)
+			lo = 0xA0;
+		else if (c == 0xED)
+			hi = 0x9F; /* no UTF-16 surrogates */
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		len = 4;
+		if (c == 0xF0)
+			lo = 0x90;
+		else if (c == 0xF4)
+			hi = 0x8F;
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xBF)
+			return 0;
+	return len;
+}
+
+/* 3 when s starts with a UTF-16 surrogate encoded as UTF-8 (ED A0-BF 80-BF), else 1. */
+static size_t
+utf8_surrogate_len(const unsigned char *s, size_t n)
+{
+	if (n >= 3 && s[0] == 0xED && s[1] >= 0xA0 && s[1] <= 0xBF && s[2] >= 0x80 && s[2] <= 0xBF)
+		return 3;
+	return 1;
+}
+
+/*
+ * yajl decodes "\u0000" to a NUL byte and a lone "\udc00" to bytes that are
+ * not UTF-8. Replace each such byte with U+FFFD so the call still fits in
+ * PostgreSQL; the record counts the replacements.
+ */
+static int
+parse_sanitize(struct parse *p, const unsigned char **s, size_t *len)
+{
+	static const char repl[] = "\xEF\xBF\xBD";
+	size_t i = 0, out = 0, vl;
+
+	while (i < *len && (vl = utf8_valid_len(*s + i, *len - i)) > 0)
+		i += vl;
+	if (i == *len)
+		return 0;
+	if (grow(&p->scratch, &p->scratch_cap, *len * 3) < 0)
+		return parse_fail(p, "out of memory"), -1;
+	memcpy(p->scratch, *s, i);
+	out = i;
+	while (i < *len) {
+		vl = utf8_valid_len(*s + i, *len - i);
+		if (vl == 0) {
+			memcpy(p->scratch + out, repl, 3);
+			out += 3;
+			/* a surrogate yajl encoded as three bytes is one character */
+			i += utf8_surrogate_len(*s + i, *len - i);
+			p->replaced++;
+		} else {
+			memcpy(p->scratch + out, *s + i, vl);
+			out += vl;
+			i += vl;
+		}
+	}
+	*s = (const unsigned char *)p->scratch;
+	*len = out;
+	return 0;
+}
+
+static int
+parse_check_size(struct parse *p)
+{
+	const unsigned char *buf;
+	size_t len;
+
+	yajl_gen_get_buf(p->g, &buf, &len);
+	if (len + p->vals_len > p->max_record)
+		return parse_fail(p, "call #%u of the page is larger than %zu bytes (at byte %zu)",
+		    p->count + 1, p->max_record, parse_offset(p));
+	return 1;
+}
+
+static int
+parse_gen_ok(struct parse *p, yajl_gen_status st)
+{
+	if (st == yajl_max_depth_exceeded)
+		return parse_fail(p, "call #%u nests deeper than %d levels (at byte %zu)",
+		    p->count + 1, YAJL_MAX_DEPTH, parse_offset(p));
+	if (st != yajl_gen_status_ok)
+		return parse_fail(p, "cannot re-encode call #%u (yajl_gen status %d)", p->count + 1,
+		    (int)st);
+	return parse_check_size(p);
+}
+
+static const char *
+json_type_name(enum json_type t)
+{
+	static const char *names[] = { "nothing", "null", "a boolean", "a number", "a string",
+		"an object", "an array" };
+	return names[t];
+}
+
+/* A value outside any call: the body is not an array of objects. */
+static int
+parse_misplaced(struct parse *p, enum json_type t)
+{
+	if (p->depth == 0)
+		return parse_fail(p, "the body is %s, not a JSON array of calls", json_type_name(t));
+	return parse_fail(p, "element #%u of the array is %s, not a call object (at byte %zu)",
+	    p->count + 1, json_type_name(t), parse_offset(p));
+}
+
+/* Remember a scalar that sits directly in the call under a known key. */
+static int
+parse_keep(struct parse *p, enum json_type t, const char *s, size_t len)
+{
+	int f = p->cur_field;
+
+	if (p->depth != DEPTH_CALL || f < 0)
+		return 1;
+	p->cur_field = -1;
+	p->fv[f].type = t;
+	p->fv[f].off = p->vals_len;
+	p->fv[f].len = len;
+	if (len > 0) {
+		if (p->vals_len + len > p->max_record)
+			return parse_check_size(p);
+		if (grow(&p->vals, &p->vals_cap, p->vals_len + len) < 0)
+			return parse_fail(p, "out of memory");
+		memcpy(p->vals + p->vals_len, s, len);
+		p->vals_len += len;
+	}
+	return 1;
+}
+
+static int
+cb_null(void *ctx)
+{
+	struct parse *p = ctx;
+	if (p->depth < DEPTH_CALL)
+		return parse_misplaced(p, JSON_NULL);
+	if (!parse_keep(p, JSON_NULL, NULL, 0))
+		return 0;
+	return parse_gen_ok(p, yajl_gen_null(p->g));
+}
+
+static int
+cb_boolean(void *ctx, int v)
+{
+	struct parse *p = ctx;
+	if (p->depth < DEPTH_CALL)
+		return parse_misplaced(p, JSON_BOOL);
+	if (!parse_keep(p, JSON_BOOL, v ? "true" : "false", v ? 4 : 5))
+		return 0;
+	return parse_gen_ok(p, yajl_gen_bool(p->g, v));
+}
+
+static int
+cb_number(void *ctx, const char *s, size_t len)
+{
+	struct parse *p = ctx;
+	if (p->depth < DEPTH_CALL)
+		return parse_misplaced(p, JSON_NUMBER);
+	if (!parse_keep(p, JSON_NUMBER, s, len))
+		return 0;
+	/* the number as written: no precision is lost on the way to numeric */
+	return parse_gen_ok(p, yajl_gen_number(p->g, s, len));
+}
+
+static int
+cb_string(void *ctx, const unsigned char *s, size_t len)
+{
+	struct parse *p = ctx;
+	if (p->depth < DEPTH_CALL)
+		return parse_misplaced(p, JSON_STRING);
+	if (parse_sanitize(p, &s, &len) < 0)
+		return 0;
+	if (!parse_keep(p, JSON_STRING, (const char *)s, len))
+		return 0;
+	return parse_gen_ok(p, yajl_gen_string(p->g, s, len));
+}
+
+static int
+cb_map_key(void *ctx, const unsigned char *s, size_t len)
+{
+	struct parse *p = ctx;
+
+	p->cur_field = -1;
+	if (p->depth == DEPTH_CALL) {
+		for (int f = 0; f < FIELD_COUNT; f++) {
+			if (strlen(field_names[f]) == len && memcmp(field_names[f], s, len) == 0) {
+				p->cur_field = f;
+				break;
+			}
+		}
+	}
+	if (parse_sanitize(p, &s, &len) < 0)
+		return 0;
+	return parse_gen_ok(p, yajl_gen_string(p->g, s, len));
+}
+
+static void
+parse_record_begin(struct parse *p)
+{
+	yajl_gen_clear(p->g);
+	yajl_gen_reset(p->g, NULL);
+	p->vals_len = 0;
+	p->replaced = 0;
+	p->cur_field = -1;
+	memset(p->fv, 0, sizeof p->fv);
+}
+
+static int
+parse_record_end(struct parse *p)
+{
+	struct record rec;
+	const unsigned char *buf;
+	size_t len;
+
+	yajl_gen_get_buf(p->g, &buf, &len);
+	memset(&rec, 0, sizeof rec);
+	rec.index = p->count;
+	rec.raw = (const char *)buf;
+	rec.raw_len = len;
+	rec.replaced_chars = p->replaced;
+	for (int f = 0; f < FIELD_COUNT; f++) {
+		rec.f[f].type = p->fv[f].type;
+		if (p->fv[f].type == JSON_STRING || p->fv[f].type == JSON_NUMBER ||
+		    p->fv[f].type == JSON_BOOL) {
+			/* vals is still NULL when every value so far was empty */
+			rec.f[f].text = p->vals != NULL ? p->vals + p->fv[f].off : "";
+			rec.f[f].len = p->fv[f].len;
+		}
+	}
+	p->count++;
+	if (p->cb(p->arg, &rec) < 0)
+		return parse_fail(p, "stopped at call #%u by the receiver", p->count);
+	return 1;
+}
+
+static int
+cb_start_map(void *ctx)
+{
+	struct parse *p = ctx;
+
+	if (p->depth == 0)
+		return parse_fail(p, "the body is a JSON object, not an array of calls");
+	if (p->depth == DEPTH_PAGE)
+		parse_record_begin(p);
+	else if (p->depth == DEPTH_CALL && p->cur_field >= 0) {
+		p->fv[p->cur_field].type = JSON_OBJECT;
+		p->cur_field = -1;
+	}
+	p->depth++;
+	return parse_gen_ok(p, yajl_gen_map_open(p->g));
+}
+
+static int
+cb_end_map(void *ctx)
+{
+	struct parse *p = ctx;
+
+	p->depth--;
+	if (!parse_gen_ok(p, yajl_gen_map_close(p->g)))
+		return 0;
+	if (p->depth == DEPTH_PAGE)
+		return parse_record_end(p);
+	p->cur_field = -1;
+	return 1;
+}
+
+static int
+cb_start_array(void *ctx)
+{
+	struct parse *p = ctx;
+
+	if (p->depth == 0) {
+		p->depth = DEPTH_PAGE;
+		return 1;
+	}
+	if (p->depth == DEPTH_PAGE)
+		return parse_misplaced(p, JSON_ARRAY);
+	if (p->depth == DEPTH_CALL && p->cur_field >= 0) {
+		p->fv[p->cur_field].type = JSON_ARRAY;
+		p->cur_field = -1;
+	}
+	p->depth++;
+	return parse_gen_ok(p, yajl_gen_array_open(p->g));
+}
+
+static int
+cb_end_array(void *ctx)
+{
+	struct parse *p = ctx;
+
+	p->depth--;
+	if (p->depth == 0) {
+		p->closed = 1;
+		return 1;
+	}
+	p->cur_field = -1;
+	return parse_gen_ok(p, yajl_gen_array_close(p->g));
+}
+
+static const yajl_callbacks callbacks = {
+	.yajl_null = cb_null,
+	.yajl_boolean = cb_boolean,
+	.yajl_number = cb_number,
+	.yajl_string = cb_string,
+	.yajl_start_map = cb_start_map,
+	.yajl_map_key = cb_map_key,
+	.yajl_end_map = cb_end_map,
+	.yajl_start_array = cb_start_array,
+	.yajl_end_array = cb_end_array,
+};
+
+static int
+parse_open(struct parse *p)
+{
+	p->depth = 0;
+	p->closed = 0;
+	p->failed = 0;
+	p->count = 0;
+	p->fed = 0;
+	p->cur_field = -1;
+	p->err[0] = '\0';
+	p->h = yajl_alloc(&callbacks, NULL, p);
+	return p->h != NULL ? 0 : -1;
+}
+
+struct parse *
+parse_new(size_t max_record_bytes, parse_record_cb cb, void *arg)
+{
+	struct parse *p = calloc(1, sizeof *p);
+
+	if (p == NULL)
+		return NULL;
+	p->cb = cb;
+	p->arg = arg;
+	p->max_record = max_record_bytes;
+	p->g = yajl_gen_alloc(NULL);
+	if (p->g == NULL || parse_open(p) < 0) {
+		parse_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* Turn yajl's own message into one line with the byte offset. */
+static void
+parse_yajl_error(struct parse *p, const unsigned char *buf, size_t len)
+{
+	unsigned char *msg = yajl_get_error(p->h, 0, buf, len);
+	size_t n = msg != NULL ? strlen((char *)msg) : 0;
+	/* at the end of the body yajl counts a byte of its own: the offset is the end */
+	size_t at = buf != NULL ? parse_offset(p) : p->fed;
+
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+		n--;
+	parse_fail(p, "invalid JSON at byte %zu: %.*s", at, (int)n,
+	    msg != NULL ? (char *)msg : "unknown error");
+	if (msg != NULL)
+		yajl_free_error(p->h, msg);
+}
+
+int
+parse_feed(struct parse *p, const void *buf, size_t len)
+{
+	yajl_status st;
+
+	if (p->failed)
+		return -1;
+	st = yajl_parse(p->h, buf, len);
+	if (st == yajl_status_error)
+		parse_yajl_error(p, buf, len);
+	if (p->failed)
+		return -1;
+	p->fed += len;
+	return 0;
+}
+
+int
+parse_finish(struct parse *p)
+{
+	if (p->failed)
+		return -1;
+	if (p->fed == 0)
+		return parse_fail(p, "the body is empty, not a JSON array of calls"), -1;
+	if (yajl_complete_parse(p->h) == yajl_status_error && !p->failed) {
+		if (p->depth > 0)
+			parse_fail(p, "the body ended inside the JSON array after %zu bytes "
+			    "and %u complete calls (cut off?)", p->fed, p->count);
+		else
+			parse_yajl_error(p, NULL, 0);
+	}
+	if (!p->failed && !p->closed)
+		parse_fail(p, "the body ended after %zu bytes before the JSON array was closed",
+		    p->fed);
+	return p->failed ? -1 : 0;
+}
+
+void
+parse_reset(struct parse *p)
+{
+	yajl_free(p->h);
+	p->h = NULL;
+	if (parse_open(p) < 0)
+		parse_fail(p, "out of memory");
+}
+
+const char *
+parse_errmsg(const struct parse *p)
+{
+	return p->err;
+}
+
+unsigned
+parse_records(const struct parse *p)
+{
+	return p->count;
+}
+
+void
+parse_free(struct parse *p)
+{
+	if (p == NULL)
+		return;
+	if (p->h != NULL)
+		yajl_free(p->h);
+	if (p->g != NULL)
+		yajl_gen_free(p->g);
+	free(p->vals);
+	free(p->scratch);
+	free(p);
+}

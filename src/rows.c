@@ -1,0 +1,418 @@
+/* rows: types parsed calls into table rows, batched as COPY text for a page. */
+#include "rows.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct row_facts {
+	size_t id_off;            /* into ids */
+	int64_t started_at;
+	int in_progress;
+};
+
+struct rows {
+	size_t max_bytes;
+	char *copy;               /* COPY text of the batch */
+	size_t copy_len, copy_cap;
+	char *ids;                /* NUL-terminated ids, back to back */
+	size_t ids_len, ids_cap;
+	struct row_facts *facts;
+	size_t n, facts_cap;
+	unsigned warnings, rejected;
+	char reject[160];
+};
+
+struct rows *
+rows_new(size_t max_bytes)
+{
+	struct rows *r = calloc(1, sizeof *r);
+	if (r != NULL)
+		r->max_bytes = max_bytes;
+	return r;
+}
+
+void
+rows_reset(struct rows *r)
+{
+	r->copy_len = r->ids_len = r->n = 0;
+	r->warnings = r->rejected = 0;
+	r->reject[0] = '\0';
+}
+
+void
+rows_free(struct rows *r)
+{
+	if (r == NULL)
+		return;
+	free(r->copy);
+	free(r->ids);
+	free(r->facts);
+	free(r);
+}
+
+static int
+buf_reserve(char **buf, size_t *cap, size_t need)
+{
+	size_t n = *cap ? *cap : 4096;
+	char *nb;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need)
+		n *= 2;
+	nb = realloc(*buf, n);
+	if (nb == NULL)
+		return -1;
+	*buf = nb;
+	*cap = n;
+	return 0;
+}
+
+/* Appends s as one COPY text field (escaped), or \N when s is NULL. */
+static int
+copy_field(struct rows *r, const char *s, size_t len, int last)
+{
+	size_t worst = (s != NULL ? len * 2 : 2) + 1;
+	char *o;
+
+	if (r->copy_len + worst > r->max_bytes)
+		return -1;
+	if (buf_reserve(&r->copy, &r->copy_cap, r->copy_len + worst) < 0)
+		return -1;
+	o = r->copy + r->copy_len;
+	if (s == NULL) {
+		*o++ = '\\';
+		*o++ = 'N';
+	} else {
+		for (size_t i = 0; i < len; i++) {
+			char c = s[i];
+			switch (c) {
+			case '\\': *o++ = '\\'; *o++ = '\\'; break;
+			case '\n': *o++ = '\\'; *o++ = 'n'; break;
+			case '\r': *o++ = '\\'; *o++ = 'r'; break;
+			case '\t': *o++ = '\\'; *o++ = 't'; break;
+			default: *o++ = c;
+			}
+		}
+	}
+	*o++ = last ? '\n' : '\t';
+	r->copy_len = (size_t)(o - r->copy);
+	return 0;
+}
+
+static int
+digits(const char *s, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's). */
+static int64_t
+days_from_civil(int y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int
+rows_parse_timestamp(const char *s, size_t len, int64_t *usec)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
+	int64_t frac = 0, scale = 1000000;
+	size_t i;
+
+	/* YYYY-MM-DDTHH:MM:SS */
+	if (len < 19 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+	    digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
+	    digits(s + 17, 2, &sec))
+		return -1;
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59)
+		return -1;
+	if (d > mdays[mo - 1] + (mo == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))))
+		return -1;
+	i = 19;
+	if (i < len && s[i] == '.') {
+		size_t start = ++i;
+		while (i < len && isdigit((unsigned char)s[i])) {
+			if (scale > 1) {
+				scale /= 10;
+				frac += (s[i] - '0') * scale;
+			}
+			i++;
+		}
+		if (i == start || i - start > 9)
+			return -1;
+	}
+	if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
+		i++;
+	} else if (i < len && (s[i] == '+' || s[i] == '-')) {
+		sign = s[i] == '-' ? -1 : 1;
+		if (len - i == 6 && s[i + 3] == ':' && !digits(s + i + 1, 2, &oh) &&
+		    !digits(s + i + 4, 2, &om))
+			i += 6;
+		else if (len - i == 5 && !digits(s + i + 1, 2, &oh) && !digits(s + i + 3, 2, &om))
+			i += 5;
+		else
+			return -1;
+		if (oh > 15 || om > 59)
+			return -1;
+	}
+	if (i != len)
+		return -1;
+	*usec = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) -
+	    (int64_t)sign * (oh * 3600 + om * 60)) * 1000000 + frac;
+	return 0;
+}
+
+void
+rows_format_timestamp(int64_t usec, char *buf, size_t buflen)
+{
+	int64_t secs = usec / 1000000, frac = usec % 1000000;
+	int64_t days, rem, z, era, doe, yoe, doy, mp, y, m, d;
+
+	if (frac < 0) {
+		frac += 1000000;
+		secs--;
+	}
+	days = secs / 86400;
+	rem = secs % 86400;
+	if (rem < 0) {
+		rem += 86400;
+		days--;
+	}
+	/* civil_from_days, the inverse of days_from_civil */
+	z = days + 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	y = yoe + era * 400;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = doy - (153 * mp + 2) / 5 + 1;
+	m = mp + (mp < 10 ? 3 : -9);
+	y += m <= 2;
+	snprintf(buf, buflen, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%06lldZ", (long long)y,
+	    (long long)m, (long long)d, (long long)(rem / 3600), (long long)(rem % 3600 / 60),
+	    (long long)(rem % 60), (long long)frac);
+}
+
+/*
+ * A JSON number always reads as numeric, but an exponent like 1e999999 is
+ * beyond numeric's range; keep such a value in raw only.
+ */
+static int
+number_fits_numeric(const char *s, size_t len)
+{
+	size_t i = 0;
+	long exp = 0;
+
+	if (len > 1000)
+		return 0;
+	while (i < len && s[i] != 'e' && s[i] != 'E')
+		i++;
+	if (i++ == len)
+		return 1;
+	if (i < len && (s[i] == '+' || s[i] == '-'))
+		i++;
+	/* the text is not NUL-terminated: read the exponent's digits by hand */
+	for (; i < len; i++) {
+		exp = exp * 10 + (s[i] - '0');
+		if (exp > 1000)
+			return 0;
+	}
+	return 1;
+}
+
+static const char *
+rows_id_of(const struct rows *r, size_t i)
+{
+	return r->ids + r->facts[i].id_off;
+}
+
+static void
+rows_warn(struct rows *r, const char *id, enum field_id f, const struct field_value *v,
+    const char *expected)
+{
+	static const char *tnames[] = { "absent", "null", "a boolean", "a number", "a string",
+		"an object", "an array" };
+	r->warnings++;
+	if (v->text != NULL)
+		log_warnx("call %s: %s is %s '%.*s', not %s: kept in raw, column left empty", id,
+		    parse_field_name(f), tnames[v->type], v->len > 60 ? 60 : (int)v->len, v->text,
+		    expected);
+	else
+		log_warnx("call %s: %s is %s, not %s: kept in raw, column left empty", id,
+		    parse_field_name(f), tnames[v->type], expected);
+}
+
+int
+rows_add(struct rows *r, const struct record *rec)
+{
+	const struct field_value *idv = &rec->f[FIELD_ID];
+	size_t mark_copy = r->copy_len, mark_ids = r->ids_len;
+	unsigned mark_warnings = r->warnings;
+	char seq[24], id[512];
+	struct row_facts *fx;
+	int64_t started = ROWS_NO_TIME, ts;
+
+	if (idv->type != JSON_STRING || idv->len == 0 || memchr(idv->text, '\0', idv->len)) {
+		snprintf(r->reject, sizeof r->reject, "call #%u of the page has no string \"id\"",
+		    rec->index + 1);
+		r->rejected++;
+		return 1;
+	}
+	snprintf(id, sizeof id, "%.*s", (int)idv->len, idv->text);
+	for (size_t i = 0; i < r->n; i++) {
+		if (strlen(rows_id_of(r, i)) == idv->len &&
+		    memcmp(rows_id_of(r, i), idv->text, idv->len) == 0) {
+			snprintf(r->reject, sizeof r->reject,
+			    "call #%u of the page repeats id %.100s", rec->index + 1, id);
+			r->rejected++;
+			return 1;
+		}
+	}
+	if (r->n == r->facts_cap) {
+		size_t cap = r->facts_cap ? r->facts_cap * 2 : 128;
+		struct row_facts *nf = realloc(r->facts, cap * sizeof *nf);
+		if (nf == NULL)
+			return -1;
+		r->facts = nf;
+		r->facts_cap = cap;
+	}
+	if (buf_reserve(&r->ids, &r->ids_cap, r->ids_len + idv->len + 1) < 0)
+		return -1;
+	fx = &r->facts[r->n];
+	fx->id_off = r->ids_len;
+	memcpy(r->ids + r->ids_len, idv->text, idv->len);
+	r->ids_len += idv->len;
+	r->ids[r->ids_len++] = '\0';
+
+	if (rec->replaced_chars > 0) {
+		r->warnings++;
+		log_warnx("call %s: %u characters (NUL or invalid UTF-8) replaced by U+FFFD", id,
+		    rec->replaced_chars);
+	}
+
+	snprintf(seq, sizeof seq, "%u", rec->index);
+	if (copy_field(r, seq, strlen(seq), 0) < 0)
+		goto full;
+	for (int f = 0; f < FIELD_COUNT; f++) {
+		const struct field_value *v = &rec->f[f];
+		const char *out = NULL;
+		size_t outlen = 0;
+
+		switch (v->type == JSON_ABSENT || v->type == JSON_NULL ? -1 : f) {
+		case -1:
+			break;
+		case FIELD_DURATION_SECONDS:
+			if (v->type == JSON_NUMBER && number_fits_numeric(v->text, v->len))
+				out = v->text, outlen = v->len;
+			else
+				rows_warn(r, id, f, v, "a number numeric can hold");
+			break;
+		case FIELD_CALL_STARTED_AT:
+		case FIELD_CALL_ENDED_AT:
+			if (v->type == JSON_STRING && rows_parse_timestamp(v->text, v->len, &ts) == 0) {
+				out = v->text, outlen = v->len;
+				if (f == FIELD_CALL_STARTED_AT)
+					started = ts;
+			} else
+				rows_warn(r, id, f, v, "an ISO 8601 timestamp");
+			break;
+		case FIELD_APPOINTMENT_BOOKED:
+			if (v->type == JSON_BOOL)
+				out = v->text[0] == 't' ? "t" : "f", outlen = 1;
+			else
+				rows_warn(r, id, f, v, "a boolean");
+			break;
+		default: /* the text columns, id included */
+			if (v->type == JSON_STRING)
+				out = v->text, outlen = v->len;
+			else
+				rows_warn(r, id, f, v, "a string");
+		}
+		if (copy_field(r, out, outlen, 0) < 0)
+			goto full;
+	}
+	if (copy_field(r, rec->raw, rec->raw_len, 1) < 0)
+		goto full;
+	fx->started_at = started;
+	fx->in_progress = rec->f[FIELD_CALL_STATUS].type == JSON_STRING &&
+	    rec->f[FIELD_CALL_STATUS].len == 11 &&
+	    memcmp(rec->f[FIELD_CALL_STATUS].text, "in-progress", 11) == 0;
+	r->n++;
+	return 0;
+full:
+	/* a refused row leaves no trace, so the caller may flush and add it again */
+	r->copy_len = mark_copy;
+	r->ids_len = mark_ids;
+	r->warnings = mark_warnings;
+	return -1;
+}
+
+const char *
+rows_reject_reason(const struct rows *r)
+{
+	return r->reject;
+}
+
+size_t
+rows_count(const struct rows *r)
+{
+	return r->n;
+}
+
+unsigned
+rows_warnings(const struct rows *r)
+{
+	return r->warnings;
+}
+
+unsigned
+rows_rejected(const struct rows *r)
+{
+	return r->rejected;
+}
+
+const char *
+rows_copy_data(const struct rows *r, size_t *len)
+{
+	*len = r->copy_len;
+	return r->copy;
+}
+
+const char *
+rows_id(const struct rows *r, size_t i)
+{
+	return rows_id_of(r, i);
+}
+
+int64_t
+rows_started_at(const struct rows *r, size_t i)
+{
+	return r->facts[i].started_at;
+}
+
+int
+rows_in_progress(const struct rows *r, size_t i)
+{
+	return r->facts[i].in_progress;
+}

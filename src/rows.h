@@ -1,0 +1,45 @@
+/* rows: types parsed calls into table rows, batched as COPY text for a page. */
+#ifndef VOZAGENT_ROWS_H
+#define VOZAGENT_ROWS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "parse.h"
+
+#define ROWS_NO_TIME INT64_MIN
+
+struct rows;
+
+/* A batch grows to at most max_bytes of COPY text; rows_add fails past it. */
+struct rows *rows_new(size_t max_bytes);
+void rows_reset(struct rows *r);
+void rows_free(struct rows *r);
+
+/*
+ * Types rec into one row of the batch. A field of the wrong type leaves its
+ * column NULL (the value stays in raw) and counts a warning. Returns 0 when
+ * added, 1 when rejected (no string id, or an id already in this batch:
+ * rows_reject_reason says which), -1 when the batch is over its cap.
+ */
+int rows_add(struct rows *r, const struct record *rec);
+const char *rows_reject_reason(const struct rows *r);
+
+size_t rows_count(const struct rows *r);
+unsigned rows_warnings(const struct rows *r);
+unsigned rows_rejected(const struct rows *r);
+
+/* The batch as PostgreSQL COPY text, in the column order of the staging table. */
+const char *rows_copy_data(const struct rows *r, size_t *len);
+
+/* What the sync logic needs to know of row i (0-based, in page order). */
+const char *rows_id(const struct rows *r, size_t i);
+int64_t rows_started_at(const struct rows *r, size_t i);   /* ROWS_NO_TIME if untyped */
+int rows_in_progress(const struct rows *r, size_t i);
+
+/* Strict RFC 3339 ("2024-01-15T10:30:00Z", "...00.123+02:00"; no zone = UTC). */
+int rows_parse_timestamp(const char *s, size_t len, int64_t *usec);
+/* usec since the epoch -> "2024-01-15T10:30:00.000000Z" */
+void rows_format_timestamp(int64_t usec, char *buf, size_t buflen);
+
+#endif
