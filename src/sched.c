@@ -1,0 +1,164 @@
+/* sched: the loop's timetable: when passes start, signals, and shutdown. */
+#include "sched.h"
+
+#include <signal.h>
+#include <stdlib.h>
+
+#include "log.h"
+
+#define SCHED_NHANDLES 4
+
+struct sched {
+	uv_loop_t *loop;
+	struct sync *sync;
+	uint64_t interval_ms;
+	sched_prepare_cb prepare;
+	void *prepare_arg;
+	enum sched_job job;
+	uv_timer_t tick;
+	uv_signal_t sigint, sigterm, sighup;
+	uint64_t pass_started;
+	int closing;
+	struct sched_outcome out;
+};
+
+static void
+sched_end(struct sched *s)
+{
+	uv_timer_stop(&s->tick);
+	uv_stop(s->loop);
+}
+
+static void on_uv_tick(uv_timer_t *t);
+
+static void
+sched_next(struct sched *s)
+{
+	uint64_t now = uv_now(s->loop);
+	uint64_t due = s->pass_started + s->interval_ms;
+
+	uv_timer_start(&s->tick, on_uv_tick, due > now ? due - now : 0, 0);
+}
+
+static void
+on_pass_done(void *arg, enum sync_result res)
+{
+	struct sched *s = arg;
+
+	s->out.last = res;
+	if (res != SYNC_OK)
+		log_errx("pass failed: %s", sync_errmsg(s->sync));
+	if (s->job != SCHED_DAEMON || res == SYNC_ERR_AUTH || res == SYNC_ERR_REQUEST) {
+		/* a refused key or request will be refused again: stop rather than hammer */
+		sched_end(s);
+		return;
+	}
+	sched_next(s);
+}
+
+static void
+on_uv_tick(uv_timer_t *t)
+{
+	struct sched *s = t->data;
+	int rc;
+
+	s->pass_started = uv_now(s->loop);
+	rc = s->prepare(s->prepare_arg);
+	if (rc < 0 || (rc > 0 && s->job != SCHED_DAEMON)) {
+		s->out.gave_up = 1;
+		sched_end(s);
+		return;
+	}
+	if (rc > 0) {
+		sched_next(s);
+		return;
+	}
+	s->out.passes++;
+	if (sync_start(s->sync, s->job == SCHED_BACKFILL ? SYNC_BACKFILL : SYNC_INCREMENTAL,
+	    on_pass_done, s) < 0) {
+		log_errx("cannot start a pass: %s", sync_errmsg(s->sync));
+		s->out.last = SYNC_ERR_STORE;
+		if (s->job != SCHED_DAEMON) {
+			sched_end(s);
+			return;
+		}
+		sched_next(s);
+	}
+}
+
+static void
+on_uv_signal(uv_signal_t *h, int signum)
+{
+	struct sched *s = h->data;
+
+	if (signum == SIGHUP) {
+		log_warnx("SIGHUP: reloading the configuration is not supported yet; restart the "
+		    "service to apply changes");
+		return;
+	}
+	log_info("%s: stopping%s", signum == SIGINT ? "SIGINT" : "SIGTERM",
+	    sync_running(s->sync) ? " (the page in flight is abandoned; committed pages stay)" : "");
+	/* store calls are synchronous, so no transaction is open at this point */
+	sync_stop(s->sync);
+	s->out.stopped = 1;
+	sched_end(s);
+}
+
+struct sched *
+sched_new(uv_loop_t *loop, struct sync *sync, uint64_t interval_ms, sched_prepare_cb prepare,
+    void *arg)
+{
+	struct sched *s = calloc(1, sizeof *s);
+
+	if (s == NULL)
+		return NULL;
+	s->loop = loop;
+	s->sync = sync;
+	s->interval_ms = interval_ms;
+	s->prepare = prepare;
+	s->prepare_arg = arg;
+	uv_timer_init(loop, &s->tick);
+	uv_signal_init(loop, &s->sigint);
+	uv_signal_init(loop, &s->sigterm);
+	uv_signal_init(loop, &s->sighup);
+	s->tick.data = s->sigint.data = s->sigterm.data = s->sighup.data = s;
+	return s;
+}
+
+int
+sched_start(struct sched *s, enum sched_job job)
+{
+	s->job = job;
+	if (uv_signal_start(&s->sigint, on_uv_signal, SIGINT) != 0 ||
+	    uv_signal_start(&s->sigterm, on_uv_signal, SIGTERM) != 0 ||
+	    uv_signal_start(&s->sighup, on_uv_signal, SIGHUP) != 0)
+		return -1;
+	/* even the first pass starts from the loop, like every later one */
+	return uv_timer_start(&s->tick, on_uv_tick, 0, 0) == 0 ? 0 : -1;
+}
+
+const struct sched_outcome *
+sched_outcome(const struct sched *s)
+{
+	return &s->out;
+}
+
+static void
+on_uv_closed(uv_handle_t *h)
+{
+	struct sched *s = h->data;
+
+	if (++s->closing == SCHED_NHANDLES)
+		free(s);
+}
+
+void
+sched_free(struct sched *s)
+{
+	if (s == NULL)
+		return;
+	uv_close((uv_handle_t *)&s->tick, on_uv_closed);
+	uv_close((uv_handle_t *)&s->sigint, on_uv_closed);
+	uv_close((uv_handle_t *)&s->sigterm, on_uv_closed);
+	uv_close((uv_handle_t *)&s->sighup, on_uv_closed);
+}

@@ -1,0 +1,620 @@
+/* store: the PostgreSQL side: schema, page commits, cursor and run history. */
+#include "store.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "log.h"
+#include "migrations.h"
+
+/* pg_advisory_lock key space of this program: 'VozA' */
+#define STORE_LOCK_CLASS "1450801729"
+
+/*
+ * Every statement the daemon runs, named once. The schema itself and the
+ * merge logic live in sql/; what stays here is the per-session staging table
+ * (its columns are the COPY format rows.c writes) and the bookkeeping.
+ */
+enum stmt_id {
+	STMT_LOCK_SOURCE,
+	STMT_ABANDON_RUNS,
+	STMT_STATE_LOAD,
+	STMT_RUN_BEGIN,
+	STMT_RUN_PROGRESS,
+	STMT_RUN_FINISH,
+	STMT_MERGE,
+	STMT_STATE_SAVE,
+	STMT_UNFINISHED,
+	STMT_STATUS_SOURCES,
+	STMT_STATUS_RUNS,
+	STMT_COUNT
+};
+
+static const struct {
+	const char *name;
+	int nparams;
+	const char *sql;
+} stmts[STMT_COUNT] = {
+	[STMT_LOCK_SOURCE] = { "lock_source", 1,
+	    "SELECT pg_try_advisory_lock(" STORE_LOCK_CLASS ", hashtext($1))" },
+	[STMT_ABANDON_RUNS] = { "abandon_runs", 1,
+	    "UPDATE vozagent.sync_runs SET outcome = 'interrupted', finished_at = now(),"
+	    " error = coalesce(error, 'the process ended before the pass finished')"
+	    " WHERE source = $1 AND outcome = 'running'" },
+	[STMT_STATE_LOAD] = { "state_load", 1,
+	    "SELECT coalesce(api_order, ''),"
+	    " (extract(epoch FROM newest_started_at) * 1000000)::bigint,"
+	    " window_offset, backfill_offset, backfill_run_id"
+	    " FROM vozagent.sync_state WHERE source = $1" },
+	[STMT_RUN_BEGIN] = { "run_begin", 2,
+	    "INSERT INTO vozagent.sync_runs (source, mode) VALUES ($1, $2) RETURNING id" },
+	[STMT_RUN_PROGRESS] = { "run_progress", 8,
+	    "UPDATE vozagent.sync_runs SET requests = $2, pages = $3, records_seen = $4,"
+	    " inserted = $5, updated = $6, rejected = $7, warnings = $8 WHERE id = $1" },
+	[STMT_RUN_FINISH] = { "run_finish", 10,
+	    "UPDATE vozagent.sync_runs SET requests = $2, pages = $3, records_seen = $4,"
+	    " inserted = $5, updated = $6, rejected = $7, warnings = $8,"
+	    " outcome = $9, error = $10, finished_at = now() WHERE id = $1" },
+	[STMT_MERGE] = { "merge", 1,
+	    "SELECT inserted, updated FROM vozagent.merge_stage($1)" },
+	[STMT_STATE_SAVE] = { "state_save", 8,
+	    "INSERT INTO vozagent.sync_state AS s (source, api_order, newest_started_at,"
+	    "  window_offset, backfill_offset, backfill_run_id, last_backfill_at, last_pass_at)"
+	    " VALUES ($1, nullif($2, ''), to_timestamp($3::bigint / 1000000.0), $4, $5, $6,"
+	    "  CASE WHEN $7::bool THEN now() END, CASE WHEN $8::bool THEN now() END)"
+	    " ON CONFLICT (source) DO UPDATE SET api_order = EXCLUDED.api_order,"
+	    "  newest_started_at = EXCLUDED.newest_started_at,"
+	    "  window_offset = EXCLUDED.window_offset,"
+	    "  backfill_offset = EXCLUDED.backfill_offset,"
+	    "  backfill_run_id = EXCLUDED.backfill_run_id,"
+	    "  last_backfill_at = coalesce(EXCLUDED.last_backfill_at, s.last_backfill_at),"
+	    "  last_pass_at = coalesce(EXCLUDED.last_pass_at, s.last_pass_at),"
+	    "  updated_at = now()" },
+	[STMT_UNFINISHED] = { "unfinished", 2,
+	    "SELECT id, contact_id FROM vozagent.calls"
+	    " WHERE source = $1 AND call_status = 'in-progress' AND deleted_at IS NULL"
+	    "  AND NOT (id = ANY ($2::text[])) ORDER BY contact_id, id" },
+	[STMT_STATUS_SOURCES] = { "status_sources", 0,
+	    "SELECT source, coalesce(api_order, 'not yet detected'),"
+	    " coalesce(to_char(newest_started_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'none'),"
+	    " coalesce(window_offset::text, '-'),"
+	    " CASE WHEN backfill_offset IS NULL THEN 'none running'"
+	    "  ELSE 'interrupted at offset ' || backfill_offset || ' (the next backfill resumes)' END,"
+	    " coalesce(to_char(last_backfill_at, 'YYYY-MM-DD HH24:MI:SS TZ'), 'never'),"
+	    " coalesce(to_char(last_pass_at, 'YYYY-MM-DD HH24:MI:SS TZ'), 'never'),"
+	    " live_calls, deleted_calls, in_progress_calls"
+	    " FROM vozagent.sync_status ORDER BY source" },
+	[STMT_STATUS_RUNS] = { "status_runs", 1,
+	    "SELECT to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), mode, outcome,"
+	    " coalesce(round(extract(epoch FROM finished_at - started_at)::numeric, 1) || 's', '-'),"
+	    " requests || ' requests', records_seen || ' seen', inserted || ' new',"
+	    " updated || ' changed', warnings || ' warnings', rejected || ' rejected',"
+	    " coalesce('error: ' || error, '')"
+	    " FROM vozagent.sync_runs WHERE source = $1 ORDER BY id DESC LIMIT 5" },
+};
+
+static const char stage_ddl[] =
+    "CREATE TEMP TABLE IF NOT EXISTS calls_stage ("
+    " seq integer NOT NULL, id text NOT NULL, contact_id text, assistant_id text,"
+    " call_type text, call_status text, duration_seconds numeric,"
+    " call_started_at timestamptz, call_ended_at timestamptz, appointment_booked boolean,"
+    " lead_qualification text, call_intent text, raw jsonb NOT NULL"
+    ") ON COMMIT DELETE ROWS";
+
+static const char session_setup[] =
+    "SET TimeZone = 'UTC';"
+    "SET client_min_messages = warning;"
+    /* a stuck database must not hang the daemon forever */
+    "SET statement_timeout = '5min';"
+    "SET lock_timeout = '1min';"
+    "SET idle_in_transaction_session_timeout = '10min'";
+
+struct store {
+	PGconn *conn;
+	int conn_lost;
+	char err[1024];
+};
+
+struct store *
+store_new(void)
+{
+	return calloc(1, sizeof(struct store));
+}
+
+void
+store_free(struct store *s)
+{
+	if (s == NULL)
+		return;
+	if (s->conn != NULL)
+		PQfinish(s->conn);
+	free(s);
+}
+
+const char *
+store_errmsg(const struct store *s)
+{
+	return s->err;
+}
+
+int
+store_conn_lost(const struct store *s)
+{
+	return s->conn_lost;
+}
+
+/* Records an error: what we were doing, then libpq's words on one line. */
+static int
+store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+	const char *pq = res != NULL ? PQresultErrorMessage(res) : "";
+
+	if ((pq == NULL || *pq == '\0') && s->conn != NULL)
+		pq = PQerrorMessage(s->conn);
+	va_start(ap, fmt);
+	n = (size_t)vsnprintf(s->err, sizeof s->err, fmt, ap);
+	va_end(ap);
+	if (n < sizeof s->err && pq != NULL && *pq != '\0')
+		snprintf(s->err + n, sizeof s->err - n, ": %s", pq);
+	/* libpq's messages end in a newline and may span lines */
+	for (char *p = s->err; *p != '\0'; p++)
+		if (*p == '\n')
+			*p = ' ';
+	n = strlen(s->err);
+	while (n > 0 && isspace((unsigned char)s->err[n - 1]))
+		s->err[--n] = '\0';
+	s->conn_lost = s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK;
+	return -1;
+}
+
+/* Runs a command that returns no rows. */
+static int
+store_exec(struct store *s, const char *sql, const char *what)
+{
+	PGresult *res = PQexec(s->conn, sql);
+	int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		store_fail(s, res, "%s", what);
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+static PGresult *
+store_run(struct store *s, enum stmt_id id, const char *const *params, ExecStatusType want)
+{
+	PGresult *res = PQexecPrepared(s->conn, stmts[id].name, stmts[id].nparams, params, NULL,
+	    NULL, 0);
+
+	if (PQresultStatus(res) != want) {
+		store_fail(s, res, "statement %s failed", stmts[id].name);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+static void
+store_rollback(struct store *s)
+{
+	if (s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(s->conn) != PQTRANS_IDLE)
+		PQclear(PQexec(s->conn, "ROLLBACK"));
+}
+
+/* Server warnings go to our log, on one line, instead of raw to stderr. */
+static void
+on_pq_notice(void *arg, const char *message)
+{
+	size_t n = strlen(message);
+
+	(void)arg;
+	while (n > 0 && isspace((unsigned char)message[n - 1]))
+		n--;
+	log_warnx("PostgreSQL: %.*s", (int)n, message);
+}
+
+int
+store_connect(struct store *s, const char *conninfo)
+{
+	const char *keys[] = { "dbname", "fallback_application_name", NULL };
+	const char *vals[] = { conninfo, "vozagent-sync", NULL };
+
+	if (s->conn != NULL)
+		PQfinish(s->conn);
+	s->conn = PQconnectdbParams(keys, vals, 1);
+	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK)
+		return store_fail(s, NULL, "cannot connect to PostgreSQL");
+	s->conn_lost = 0;
+	PQsetNoticeProcessor(s->conn, on_pq_notice, NULL);
+	return store_exec(s, session_setup, "cannot set up the database session");
+}
+
+/* Statements and the staging table need the schema, so they come after migrate. */
+static int
+store_prepare(struct store *s)
+{
+	PGresult *res;
+
+	if (store_exec(s, stage_ddl, "cannot create the staging table") < 0)
+		return -1;
+	for (int i = 0; i < STMT_COUNT; i++) {
+		res = PQprepare(s->conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			store_fail(s, res, "cannot prepare statement %s", stmts[i].name);
+			PQclear(res);
+			return -1;
+		}
+		PQclear(res);
+	}
+	return 0;
+}
+
+int
+store_migrate(struct store *s, int *applied)
+{
+	const int latest = migrations[migrations_count - 1].version;
+	PGresult *res;
+	int current;
+
+	*applied = 0;
+	if (store_exec(s,
+	    "BEGIN;"
+	    /* two processes starting at once must not both migrate */
+	    "SELECT pg_advisory_xact_lock(" STORE_LOCK_CLASS ", 0);"
+	    "CREATE SCHEMA IF NOT EXISTS vozagent;"
+	    "CREATE TABLE IF NOT EXISTS vozagent.schema_migrations ("
+	    " version integer PRIMARY KEY, name text NOT NULL,"
+	    " applied_at timestamptz NOT NULL DEFAULT now())",
+	    "cannot prepare the schema") < 0)
+		goto fail;
+	res = PQexec(s->conn, "SELECT coalesce(max(version), 0) FROM vozagent.schema_migrations");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		store_fail(s, res, "cannot read vozagent.schema_migrations");
+		PQclear(res);
+		goto fail;
+	}
+	current = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (current > latest) {
+		store_fail(s, NULL, "the database schema is at version %d, newer than this "
+		    "vozagent-sync knows (%d): upgrade vozagent-sync before running it on this "
+		    "database", current, latest);
+		s->conn_lost = 0;
+		goto fail;
+	}
+	for (int i = 0; i < migrations_count; i++) {
+		char ver[16];
+		const char *params[2] = { ver, migrations[i].name };
+
+		if (migrations[i].version <= current)
+			continue;
+		if (store_exec(s, migrations[i].sql, migrations[i].name) < 0)
+			goto fail;
+		snprintf(ver, sizeof ver, "%d", migrations[i].version);
+		res = PQexecParams(s->conn,
+		    "INSERT INTO vozagent.schema_migrations (version, name) VALUES ($1, $2)", 2,
+		    NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			store_fail(s, res, "cannot record migration %s", migrations[i].name);
+			PQclear(res);
+			goto fail;
+		}
+		PQclear(res);
+		(*applied)++;
+	}
+	if (store_exec(s, "COMMIT", "cannot commit the migrations") < 0)
+		goto fail;
+	return store_prepare(s);
+fail:
+	store_rollback(s);
+	return -1;
+}
+
+int
+store_lock_source(struct store *s, const char *source)
+{
+	const char *params[1] = { source };
+	PGresult *res = store_run(s, STMT_LOCK_SOURCE, params, PGRES_TUPLES_OK);
+	int got;
+
+	if (res == NULL)
+		return -1;
+	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return got ? 0 : 1;
+}
+
+int
+store_abandon_runs(struct store *s, const char *source)
+{
+	const char *params[1] = { source };
+	PGresult *res = store_run(s, STMT_ABANDON_RUNS, params, PGRES_COMMAND_OK);
+
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static int64_t
+get_int64(const PGresult *res, int col, int64_t null_value)
+{
+	if (PQgetisnull(res, 0, col))
+		return null_value;
+	return strtoll(PQgetvalue(res, 0, col), NULL, 10);
+}
+
+int
+store_state_load(struct store *s, const char *source, struct sync_state *st)
+{
+	const char *params[1] = { source };
+	PGresult *res = store_run(s, STMT_STATE_LOAD, params, PGRES_TUPLES_OK);
+
+	memset(st, 0, sizeof *st);
+	st->newest_started_at = ROWS_NO_TIME;
+	st->window_offset = st->backfill_offset = st->backfill_run_id = -1;
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 1) {
+		snprintf(st->api_order, sizeof st->api_order, "%s", PQgetvalue(res, 0, 0));
+		st->newest_started_at = get_int64(res, 1, ROWS_NO_TIME);
+		st->window_offset = get_int64(res, 2, -1);
+		st->backfill_offset = get_int64(res, 3, -1);
+		st->backfill_run_id = get_int64(res, 4, -1);
+	}
+	PQclear(res);
+	return 0;
+}
+
+int
+store_run_begin(struct store *s, const char *source, const char *mode, int64_t *run_id)
+{
+	const char *params[2] = { source, mode };
+	PGresult *res = store_run(s, STMT_RUN_BEGIN, params, PGRES_TUPLES_OK);
+
+	if (res == NULL)
+		return -1;
+	*run_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
+/* Run id and counters as text parameters $1..$8. */
+struct run_params {
+	char v[8][24];
+	const char *p[10];
+};
+
+static void
+run_params_fill(struct run_params *rp, int64_t run_id, const struct store_stats *st)
+{
+	const int64_t nums[8] = { run_id, st->requests, st->pages, st->records_seen,
+		st->inserted, st->updated, st->rejected, st->warnings };
+	for (int i = 0; i < 8; i++) {
+		snprintf(rp->v[i], sizeof rp->v[i], "%" PRId64, nums[i]);
+		rp->p[i] = rp->v[i];
+	}
+}
+
+int
+store_run_finish(struct store *s, int64_t run_id, const char *outcome, const char *error,
+    const struct store_stats *stats)
+{
+	struct run_params rp;
+	PGresult *res;
+
+	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK)
+		return store_fail(s, NULL, "cannot record the end of the pass");
+	store_rollback(s);
+	run_params_fill(&rp, run_id, stats);
+	rp.p[8] = outcome;
+	rp.p[9] = error;
+	res = store_run(s, STMT_RUN_FINISH, rp.p, PGRES_COMMAND_OK);
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static int
+store_copy_rows(struct store *s, struct rows *rows)
+{
+	size_t len;
+	const char *data = rows_copy_data(rows, &len);
+	PGresult *res = PQexec(s->conn, "COPY pg_temp.calls_stage FROM STDIN");
+	int ok;
+
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		store_fail(s, res, "cannot start COPY into the staging table");
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	if (PQputCopyData(s->conn, data, (int)len) != 1 || PQputCopyEnd(s->conn, NULL) != 1)
+		return store_fail(s, NULL, "cannot send the page to PostgreSQL");
+	res = PQgetResult(s->conn);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		store_fail(s, res, "COPY of the page failed");
+	PQclear(res);
+	/* drain, so the connection is ready for the next command */
+	while ((res = PQgetResult(s->conn)) != NULL)
+		PQclear(res);
+	return ok ? 0 : -1;
+}
+
+static int
+store_save_state(struct store *s, const char *source, const struct sync_state *st)
+{
+	char newest[24], window[24], backfill[24], brun[24];
+	const char *params[8] = { source, st->api_order, NULL, NULL, NULL, NULL,
+		st->backfill_done ? "true" : "false", st->pass_done ? "true" : "false" };
+	PGresult *res;
+
+	if (st->newest_started_at != ROWS_NO_TIME) {
+		snprintf(newest, sizeof newest, "%" PRId64, st->newest_started_at);
+		params[2] = newest;
+	}
+	if (st->window_offset >= 0) {
+		snprintf(window, sizeof window, "%" PRId64, st->window_offset);
+		params[3] = window;
+	}
+	if (st->backfill_offset >= 0) {
+		snprintf(backfill, sizeof backfill, "%" PRId64, st->backfill_offset);
+		params[4] = backfill;
+	}
+	if (st->backfill_run_id >= 0) {
+		snprintf(brun, sizeof brun, "%" PRId64, st->backfill_run_id);
+		params[5] = brun;
+	}
+	res = store_run(s, STMT_STATE_SAVE, params, PGRES_COMMAND_OK);
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+int
+store_commit_page(struct store *s, const char *source, int64_t run_id, struct rows *rows,
+    const struct sync_state *st, struct store_stats *stats)
+{
+	struct store_stats next = *stats;
+	struct run_params rp;
+	PGresult *res;
+
+	if (store_exec(s, "BEGIN", "cannot begin the page transaction") < 0)
+		goto fail;
+	if (rows != NULL && rows_count(rows) > 0) {
+		const char *params[1] = { source };
+		if (store_copy_rows(s, rows) < 0)
+			goto fail;
+		res = store_run(s, STMT_MERGE, params, PGRES_TUPLES_OK);
+		if (res == NULL)
+			goto fail;
+		next.inserted += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		next.updated += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		PQclear(res);
+	}
+	run_params_fill(&rp, run_id, &next);
+	res = store_run(s, STMT_RUN_PROGRESS, rp.p, PGRES_COMMAND_OK);
+	if (res == NULL)
+		goto fail;
+	PQclear(res);
+	if (store_save_state(s, source, st) < 0)
+		goto fail;
+	if (store_exec(s, "COMMIT", "cannot commit the page") < 0)
+		goto fail;
+	*stats = next;
+	return 0;
+fail:
+	store_rollback(s);
+	return -1;
+}
+
+/* {"a","b"}: a text[] literal; ids are quoted, so any character is safe. */
+static char *
+text_array_literal(const char *const *items, size_t n)
+{
+	size_t cap = 3, o = 0;
+	char *buf;
+
+	for (size_t i = 0; i < n; i++)
+		cap += strlen(items[i]) * 2 + 3;
+	buf = malloc(cap);
+	if (buf == NULL)
+		return NULL;
+	buf[o++] = '{';
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			buf[o++] = ',';
+		buf[o++] = '"';
+		for (const char *p = items[i]; *p != '\0'; p++) {
+			if (*p == '"' || *p == '\\')
+				buf[o++] = '\\';
+			buf[o++] = *p;
+		}
+		buf[o++] = '"';
+	}
+	buf[o++] = '}';
+	buf[o] = '\0';
+	return buf;
+}
+
+int
+store_unfinished(struct store *s, const char *source, const char *const *skip, size_t nskip,
+    store_call_cb cb, void *arg)
+{
+	char *arr = text_array_literal(skip, nskip);
+	const char *params[2] = { source, arr };
+	PGresult *res;
+	int rc = 0;
+
+	if (arr == NULL)
+		return store_fail(s, NULL, "out of memory");
+	res = store_run(s, STMT_UNFINISHED, params, PGRES_TUPLES_OK);
+	free(arr);
+	if (res == NULL)
+		return -1;
+	for (int i = 0; i < PQntuples(res) && rc == 0; i++)
+		rc = cb(arg, PQgetvalue(res, i, 0),
+		    PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1));
+	PQclear(res);
+	return rc;
+}
+
+static void
+print_result(FILE *out, const PGresult *res, const char *indent)
+{
+	int rows = PQntuples(res), cols = PQnfields(res);
+
+	for (int r = 0; r < rows; r++) {
+		fputs(indent, out);
+		for (int c = 0; c < cols; c++) {
+			const char *v = PQgetisnull(res, r, c) ? "-" : PQgetvalue(res, r, c);
+			if (*v != '\0')
+				fprintf(out, "%s%s", c > 0 ? "  " : "", v);
+		}
+		fputc('\n', out);
+	}
+}
+
+int
+store_print_status(struct store *s, FILE *out)
+{
+	static const char *labels[] = { "source", "API order", "newest call mirrored",
+		"lookback window at offset", "backfill", "last complete backfill",
+		"last successful pass", "calls (live)", "calls (deleted)", "calls in progress" };
+	PGresult *sources, *res;
+
+	sources = store_run(s, STMT_STATUS_SOURCES, NULL, PGRES_TUPLES_OK);
+	if (sources == NULL)
+		return -1;
+	if (PQntuples(sources) == 0)
+		fprintf(out, "No source has synced yet. Run `vozagent-sync backfill` first.\n");
+	for (int i = 0; i < PQntuples(sources); i++) {
+		const char *params[1] = { PQgetvalue(sources, i, 0) };
+
+		fprintf(out, "%s%s\n", i > 0 ? "\n" : "", PQgetvalue(sources, i, 0));
+		for (int c = 1; c < PQnfields(sources); c++)
+			fprintf(out, "  %-27s %s\n", labels[c], PQgetvalue(sources, i, c));
+		res = store_run(s, STMT_STATUS_RUNS, params, PGRES_TUPLES_OK);
+		if (res == NULL) {
+			PQclear(sources);
+			return -1;
+		}
+		fprintf(out, "  last passes (newest first):\n");
+		print_result(out, res, "    ");
+		PQclear(res);
+	}
+	PQclear(sources);
+	return 0;
+}

@@ -1,0 +1,64 @@
+/* store: the PostgreSQL side: schema, page commits, cursor and run history. */
+#ifndef VOZAGENT_STORE_H
+#define VOZAGENT_STORE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rows.h"
+
+/* vozagent.sync_state of one source; -1 / ROWS_NO_TIME / "" stand for NULL. */
+struct sync_state {
+	char api_order[16];
+	int64_t newest_started_at;
+	int64_t window_offset;
+	int64_t backfill_offset;
+	int64_t backfill_run_id;
+	int backfill_done;        /* this commit completes a backfill */
+	int pass_done;            /* this commit completes a pass */
+};
+
+struct store_stats {
+	int64_t requests, pages, records_seen, inserted, updated, rejected, warnings;
+};
+
+struct store;
+
+struct store *store_new(void);
+void store_free(struct store *s);
+/* Why the last call failed; never holds a password. */
+const char *store_errmsg(const struct store *s);
+/* The last failure was the connection itself (not a query error). */
+int store_conn_lost(const struct store *s);
+
+int store_connect(struct store *s, const char *conninfo);
+/* Applies pending migrations; refuses a schema newer than this binary. */
+int store_migrate(struct store *s, int *applied);
+/* One writer per source: 0 = ours, 1 = held by another session, -1 = error. */
+int store_lock_source(struct store *s, const char *source);
+/* Marks runs of a process that died mid-pass as interrupted. */
+int store_abandon_runs(struct store *s, const char *source);
+
+int store_state_load(struct store *s, const char *source, struct sync_state *st);
+int store_run_begin(struct store *s, const char *source, const char *mode, int64_t *run_id);
+int store_run_finish(struct store *s, int64_t run_id, const char *outcome, const char *error,
+    const struct store_stats *stats);
+
+/*
+ * One transaction: the page's rows (staged with COPY, merged into
+ * vozagent.calls where they differ), the run's counters and the source's
+ * cursor. rows may be NULL for a cursor-only commit. stats->inserted and
+ * ->updated grow by what the merge changed.
+ */
+int store_commit_page(struct store *s, const char *source, int64_t run_id, struct rows *rows,
+    const struct sync_state *st, struct store_stats *stats);
+
+/* Calls of source still in progress in the mirror, except those in skip (sorted). */
+typedef int (*store_call_cb)(void *arg, const char *id, const char *contact_id);
+int store_unfinished(struct store *s, const char *source, const char *const *skip,
+    size_t nskip, store_call_cb cb, void *arg);
+
+/* Where every source stands, for a person. */
+int store_print_status(struct store *s, FILE *out);
+
+#endif

@@ -1,0 +1,713 @@
+/* sync: one pass over the API: which pages to read, and what each commit records. */
+#include "sync.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "parse.h"
+#include "rows.h"
+
+#define SYNC_MAX_RECORD_BYTES (1u << 20)      /* one call */
+#define SYNC_MAX_BATCH_BYTES (64u << 20)      /* one page of COPY text */
+#define SYNC_MAX_BODY_BYTES (64u << 20)       /* one response body */
+#define SYNC_MAX_ATTEMPTS 5                   /* per page, for 5xx/network/bad body */
+#define SYNC_MAX_429 20                       /* per page, for rate limiting */
+#define SYNC_BACKOFF_BASE_MS 500
+#define SYNC_BACKOFF_CAP_MS 30000
+#define SYNC_RETRY_AFTER_DEFAULT_S 5
+#define SYNC_RETRY_AFTER_CAP_S 300
+#define SYNC_WINDOW_RING 64                   /* pages remembered to place the lookback window */
+#define SYNC_MAX_TRACKED 200000               /* unfinished calls tracked in one pass */
+
+/*
+ * A pass is a sequence of scans. Each scan pages through one listing
+ * (the whole list, or one filtered by status or contact) from an offset.
+ */
+enum scan_kind {
+	SCAN_FULL,          /* whole list from an offset to its end */
+	SCAN_TAIL_NEWEST,   /* newest-first: from 0 until past the lookback window */
+	SCAN_TAIL_OLDEST,   /* oldest-first: from near the window to the end */
+	SCAN_UNFINISHED,    /* status=in-progress, to learn which calls are still running */
+	SCAN_CONTACT,       /* one contact's calls, to refresh calls that have finished */
+};
+
+struct window_mark {
+	int64_t offset;
+	int64_t first_started;
+};
+
+struct stale_call {
+	char *id;
+	char *contact_id;
+};
+
+struct sync {
+	uv_loop_t *loop;
+	const struct config *cfg;
+	struct fetch *fetch;
+	struct store *store;
+	struct parse *parse;
+	struct rows *rows;
+	uv_timer_t retry_timer;
+
+	int running;
+	enum sync_mode mode;
+	sync_done_cb done;
+	void *done_arg;
+	int64_t run_id;
+	struct store_stats stats;
+	struct sync_state state;       /* what the next commit writes */
+
+	/* the current scan */
+	enum scan_kind scan;
+	const char *scan_filter;       /* extra "key=value", or NULL */
+	char scan_value[512];          /* its value, escaped */
+	int64_t offset;                /* of the page being fetched */
+	int64_t step;                  /* oldest-first: how far the window probe steps back */
+	int probing;                   /* oldest-first: first page, checking the start */
+	int attempt, attempts_429;
+	int64_t threshold;             /* newest mirrored - lookback, at pass start */
+	int64_t scan_newest;           /* newest call_started_at seen this scan */
+	int64_t prev_started;          /* of the last record read, for order detection */
+	int64_t asc, desc;             /* neighbouring records in each order */
+	struct window_mark ring[SYNC_WINDOW_RING];
+	unsigned ring_len, ring_pos;
+
+	/* refreshing unfinished calls */
+	char **tracked;                /* ids listed as in-progress this pass */
+	size_t ntracked, tracked_cap;
+	int tracked_overflow;          /* too many to track: skip the refresh this pass */
+	struct stale_call *stale;      /* mirrored as in-progress but no longer listed */
+	size_t nstale, stale_cap, stale_pos;
+
+	char err[768];
+};
+
+const char *
+sync_mode_name(enum sync_mode mode)
+{
+	return mode == SYNC_BACKFILL ? "backfill" : "incremental";
+}
+
+static int
+cb_record(void *arg, const struct record *rec)
+{
+	struct sync *s = arg;
+	int rc = rows_add(s->rows, rec);
+
+	if (rc == 1)
+		log_warnx("offset %" PRId64 ": %s: skipped", s->offset, rows_reject_reason(s->rows));
+	return rc < 0 ? -1 : 0;
+}
+
+static int
+cb_data(void *arg, const char *buf, size_t len)
+{
+	struct sync *s = arg;
+	return parse_feed(s->parse, buf, len);
+}
+
+struct sync *
+sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct store *store)
+{
+	struct sync *s = calloc(1, sizeof *s);
+
+	if (s == NULL)
+		return NULL;
+	s->loop = loop;
+	s->cfg = cfg;
+	s->fetch = fetch;
+	s->store = store;
+	s->parse = parse_new(SYNC_MAX_RECORD_BYTES, cb_record, s);
+	s->rows = rows_new(SYNC_MAX_BATCH_BYTES);
+	if (s->parse == NULL || s->rows == NULL || uv_timer_init(loop, &s->retry_timer) != 0) {
+		parse_free(s->parse);
+		rows_free(s->rows);
+		free(s);
+		return NULL;
+	}
+	s->retry_timer.data = s;
+	return s;
+}
+
+static void
+sync_clear_tracking(struct sync *s)
+{
+	for (size_t i = 0; i < s->ntracked; i++)
+		free(s->tracked[i]);
+	s->ntracked = 0;
+	s->tracked_overflow = 0;
+	for (size_t i = 0; i < s->nstale; i++) {
+		free(s->stale[i].id);
+		free(s->stale[i].contact_id);
+	}
+	s->nstale = s->stale_pos = 0;
+}
+
+static void
+on_uv_timer_closed(uv_handle_t *h)
+{
+	struct sync *s = h->data;
+
+	sync_clear_tracking(s);
+	free(s->tracked);
+	free(s->stale);
+	parse_free(s->parse);
+	rows_free(s->rows);
+	free(s);
+}
+
+void
+sync_free(struct sync *s)
+{
+	if (s == NULL)
+		return;
+	sync_stop(s);
+	uv_close((uv_handle_t *)&s->retry_timer, on_uv_timer_closed);
+}
+
+const char *
+sync_errmsg(const struct sync *s)
+{
+	return s->err;
+}
+
+int
+sync_running(const struct sync *s)
+{
+	return s->running;
+}
+
+static void
+sync_finish(struct sync *s, enum sync_result res, const char *fmt, ...)
+{
+	const char *outcome = res == SYNC_OK ? "ok" : "failed";
+
+	s->err[0] = '\0';
+	if (fmt != NULL) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(s->err, sizeof s->err, fmt, ap);
+		va_end(ap);
+	}
+	s->running = 0;
+	fetch_cancel(s->fetch);
+	uv_timer_stop(&s->retry_timer);
+	if (store_run_finish(s->store, s->run_id, outcome, res == SYNC_OK ? NULL : s->err,
+	    &s->stats) < 0)
+		log_warnx("could not record the end of run %" PRId64 ": %s", s->run_id,
+		    store_errmsg(s->store));
+	sync_clear_tracking(s);
+	s->done(s->done_arg, res);
+}
+
+void
+sync_stop(struct sync *s)
+{
+	if (!s->running)
+		return;
+	s->running = 0;
+	fetch_cancel(s->fetch);
+	uv_timer_stop(&s->retry_timer);
+	if (store_run_finish(s->store, s->run_id, "interrupted", "stopped by a signal",
+	    &s->stats) < 0)
+		log_warnx("could not record the end of run %" PRId64 ": %s", s->run_id,
+		    store_errmsg(s->store));
+	sync_clear_tracking(s);
+}
+
+/* Appends "&key=escaped(value)" to url. */
+static void
+url_param(char *url, size_t cap, const char *key, const char *value)
+{
+	size_t n = strlen(url);
+	char esc[1536];
+
+	if (value == NULL)
+		return;
+	fetch_escape(value, esc, sizeof esc);
+	snprintf(url + n, cap - n, "&%s=%s", key, esc);
+}
+
+static void
+sync_build_url(struct sync *s, char *url, size_t cap)
+{
+	const struct config *c = s->cfg;
+	int contact_scan = s->scan == SCAN_CONTACT;
+
+	snprintf(url, cap, "%s/calls?limit=%d&offset=%" PRId64, c->api_url, c->page_size,
+	    s->offset);
+	url_param(url, cap, "status", s->scan == SCAN_UNFINISHED ? "in-progress" : c->filter_status);
+	url_param(url, cap, "contact_id", contact_scan ? s->scan_value : c->filter_contact_id);
+	url_param(url, cap, "assistant_id", c->filter_assistant_id);
+	url_param(url, cap, "call_type", c->filter_call_type);
+}
+
+static void on_fetch_done(void *arg, const struct fetch_result *res);
+
+static int
+sync_fetch_page(struct sync *s)
+{
+	char url[4096];
+
+	parse_reset(s->parse);
+	rows_reset(s->rows);
+	sync_build_url(s, url, sizeof url);
+	log_debug("GET %s", url);
+	s->stats.requests++;
+	if (fetch_get(s->fetch, url, cb_data, on_fetch_done, s) < 0) {
+		snprintf(s->err, sizeof s->err, "cannot start a request to %s", url);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+on_uv_retry(uv_timer_t *t)
+{
+	struct sync *s = t->data;
+
+	if (sync_fetch_page(s) < 0)
+		sync_finish(s, SYNC_ERR_API, "%s", s->err);
+}
+
+static void
+sync_start_scan(struct sync *s, enum scan_kind kind, int64_t offset)
+{
+	s->scan = kind;
+	s->offset = offset;
+	s->attempt = s->attempts_429 = 0;
+	s->scan_newest = ROWS_NO_TIME;
+	s->prev_started = ROWS_NO_TIME;
+	s->asc = s->desc = 0;
+	s->ring_len = s->ring_pos = 0;
+	s->probing = kind == SCAN_TAIL_OLDEST && offset > 0;
+	if (sync_fetch_page(s) < 0)
+		sync_finish(s, SYNC_ERR_API, "%s", s->err);
+}
+
+/* The order the pass relies on: the config's, else what the data showed. */
+static enum config_order
+sync_order(const struct sync *s)
+{
+	if (s->cfg->order != ORDER_AUTO)
+		return s->cfg->order;
+	if (strcmp(s->state.api_order, "oldest_first") == 0)
+		return ORDER_OLDEST_FIRST;
+	if (strcmp(s->state.api_order, "newest_first") == 0)
+		return ORDER_NEWEST_FIRST;
+	return ORDER_AUTO;
+}
+
+int
+sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
+{
+	enum config_order order;
+
+	if (s->running) {
+		snprintf(s->err, sizeof s->err, "a pass is already running");
+		return -1;
+	}
+	memset(&s->stats, 0, sizeof s->stats);
+	if (store_state_load(s->store, s->cfg->source, &s->state) < 0 ||
+	    store_run_begin(s->store, s->cfg->source, sync_mode_name(mode), &s->run_id) < 0) {
+		snprintf(s->err, sizeof s->err, "%s", store_errmsg(s->store));
+		return -1;
+	}
+	s->mode = mode;
+	s->done = done;
+	s->done_arg = arg;
+	s->running = 1;
+	s->threshold = s->state.newest_started_at == ROWS_NO_TIME ? ROWS_NO_TIME :
+	    s->state.newest_started_at - (int64_t)s->cfg->lookback_ms * 1000;
+	order = sync_order(s);
+
+	if (mode == SYNC_BACKFILL) {
+		int64_t from = s->state.backfill_offset >= 0 ? s->state.backfill_offset : 0;
+		if (from > 0)
+			log_info("resuming the interrupted backfill at offset %" PRId64, from);
+		s->state.backfill_offset = from;
+		s->state.backfill_run_id = s->run_id;
+		log_info("run %" PRId64 ": backfill of source '%s' from offset %" PRId64, s->run_id,
+		    s->cfg->source, from);
+		sync_start_scan(s, SCAN_FULL, from);
+	} else if (s->threshold == ROWS_NO_TIME || order == ORDER_AUTO) {
+		log_info("run %" PRId64 ": incremental pass of source '%s': %s, reading the whole "
+		    "list", s->run_id, s->cfg->source, s->threshold == ROWS_NO_TIME ?
+		    "nothing mirrored yet" : "the API's order is not known");
+		sync_start_scan(s, SCAN_FULL, 0);
+	} else if (order == ORDER_NEWEST_FIRST) {
+		log_info("run %" PRId64 ": incremental pass of source '%s' (newest first)",
+		    s->run_id, s->cfg->source);
+		sync_start_scan(s, SCAN_TAIL_NEWEST, 0);
+	} else {
+		int64_t from = s->state.window_offset > 0 ? s->state.window_offset : 0;
+		log_info("run %" PRId64 ": incremental pass of source '%s' (oldest first, from "
+		    "offset %" PRId64 ")", s->run_id, s->cfg->source, from);
+		s->step = s->cfg->page_size;
+		sync_start_scan(s, SCAN_TAIL_OLDEST, from);
+	}
+	return 0;
+}
+
+/* Retries the page after a delay; false when it has been tried enough. */
+static int
+sync_retry(struct sync *s, const struct fetch_result *res, const char *why)
+{
+	uint64_t delay_ms;
+
+	if (res != NULL && res->http_status == 429) {
+		if (++s->attempts_429 > SYNC_MAX_429)
+			return 0;
+		delay_ms = (uint64_t)(res->retry_after_s >= 0 ? res->retry_after_s :
+		    SYNC_RETRY_AFTER_DEFAULT_S) * 1000;
+		if (delay_ms > SYNC_RETRY_AFTER_CAP_S * 1000)
+			delay_ms = SYNC_RETRY_AFTER_CAP_S * 1000;
+	} else {
+		uint64_t cap;
+		if (++s->attempt >= SYNC_MAX_ATTEMPTS)
+			return 0;
+		/* exponential backoff with full jitter */
+		cap = (uint64_t)SYNC_BACKOFF_BASE_MS << s->attempt;
+		if (cap > SYNC_BACKOFF_CAP_MS)
+			cap = SYNC_BACKOFF_CAP_MS;
+		delay_ms = (uint64_t)rand() % (cap + 1);
+	}
+	log_warnx("offset %" PRId64 ": %s; retrying in %.1fs", s->offset, why, delay_ms / 1000.0);
+	uv_timer_start(&s->retry_timer, on_uv_retry, delay_ms, 0);
+	return 1;
+}
+
+/* Order detection: compare each call's start with the one listed before it. */
+static void
+sync_observe(struct sync *s)
+{
+	size_t n = rows_count(s->rows);
+
+	for (size_t i = 0; i < n; i++) {
+		int64_t t = rows_started_at(s->rows, i);
+		if (t == ROWS_NO_TIME)
+			continue;
+		if (s->prev_started != ROWS_NO_TIME) {
+			if (t > s->prev_started)
+				s->asc++;
+			else if (t < s->prev_started)
+				s->desc++;
+		}
+		s->prev_started = t;
+		if (s->scan_newest == ROWS_NO_TIME || t > s->scan_newest)
+			s->scan_newest = t;
+	}
+	if (n > 0 && rows_started_at(s->rows, 0) != ROWS_NO_TIME) {
+		s->ring[s->ring_pos].offset = s->offset;
+		s->ring[s->ring_pos].first_started = rows_started_at(s->rows, 0);
+		s->ring_pos = (s->ring_pos + 1) % SYNC_WINDOW_RING;
+		if (s->ring_len < SYNC_WINDOW_RING)
+			s->ring_len++;
+	}
+}
+
+static const char *
+order_detected(const struct sync *s)
+{
+	if (s->asc > 0 && s->desc == 0)
+		return "oldest_first";
+	if (s->desc > 0 && s->asc == 0)
+		return "newest_first";
+	if (s->asc > 0 && s->desc > 0)
+		return "unknown";
+	return NULL; /* too few calls to tell */
+}
+
+/* A whole-list or tail scan has reached its end: move the incremental cursor. */
+static void
+sync_scan_complete_cursor(struct sync *s)
+{
+	const char *order = order_detected(s);
+	int64_t newest = s->state.newest_started_at;
+
+	if (s->scan == SCAN_FULL && order != NULL) {
+		if (strcmp(order, s->state.api_order) != 0)
+			log_info("the API lists calls %s",
+			    strcmp(order, "unknown") == 0 ? "in no order this daemon can rely on: "
+			    "incremental passes will read the whole list" :
+			    strcmp(order, "oldest_first") == 0 ? "oldest first" : "newest first");
+		snprintf(s->state.api_order, sizeof s->state.api_order, "%s", order);
+	}
+	if (s->scan_newest != ROWS_NO_TIME && (newest == ROWS_NO_TIME || s->scan_newest > newest))
+		newest = s->scan_newest;
+	s->state.newest_started_at = newest;
+	if (newest != ROWS_NO_TIME && (s->scan == SCAN_FULL || s->scan == SCAN_TAIL_OLDEST)) {
+		/* the last page that starts before the next pass's window */
+		int64_t limit = newest - (int64_t)s->cfg->lookback_ms * 1000;
+		int64_t best = -1;
+		for (unsigned i = 0; i < s->ring_len; i++)
+			if (s->ring[i].first_started < limit && s->ring[i].offset > best)
+				best = s->ring[i].offset;
+		if (best < 0 && s->ring_len > 0) {
+			/* the window starts before what we remember: take the oldest page */
+			best = INT64_MAX;
+			for (unsigned i = 0; i < s->ring_len; i++)
+				if (s->ring[i].offset < best)
+					best = s->ring[i].offset;
+		}
+		if (best >= 0)
+			s->state.window_offset = best;
+	}
+}
+
+static void sync_next_scan(struct sync *s);
+
+static int
+sync_commit(struct sync *s)
+{
+	if (store_commit_page(s->store, s->cfg->source, s->run_id, s->rows, &s->state,
+	    &s->stats) < 0) {
+		sync_finish(s, SYNC_ERR_STORE, "writing the page at offset %" PRId64 " failed: %s",
+		    s->offset, store_errmsg(s->store));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+sync_track(struct sync *s)
+{
+	size_t n = rows_count(s->rows);
+
+	if (s->tracked_overflow)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s->ntracked >= SYNC_MAX_TRACKED)
+			return -1;
+		if (s->ntracked == s->tracked_cap) {
+			size_t cap = s->tracked_cap ? s->tracked_cap * 2 : 256;
+			char **nt = realloc(s->tracked, cap * sizeof *nt);
+			if (nt == NULL)
+				return -1;
+			s->tracked = nt;
+			s->tracked_cap = cap;
+		}
+		s->tracked[s->ntracked] = strdup(rows_id(s->rows, i));
+		if (s->tracked[s->ntracked] == NULL)
+			return -1;
+		s->ntracked++;
+	}
+	return 0;
+}
+
+/* A full page was read and the scan goes on; a short one ends the listing. */
+static void
+sync_page_done(struct sync *s)
+{
+	unsigned listed = parse_records(s->parse);
+	int last = listed < (unsigned)s->cfg->page_size;
+	int contradicts = 0;
+
+	s->stats.pages++;
+	s->stats.records_seen += listed;
+	s->stats.rejected += rows_rejected(s->rows);
+	s->stats.warnings += rows_warnings(s->rows);
+	sync_observe(s);
+	s->attempt = s->attempts_429 = 0;
+	s->state.pass_done = 0;
+	s->state.backfill_done = 0;
+
+	switch (s->scan) {
+	case SCAN_FULL:
+		if (s->mode == SYNC_BACKFILL)
+			s->state.backfill_offset = s->offset + listed;
+		if (last) {
+			sync_scan_complete_cursor(s);
+			if (s->mode == SYNC_BACKFILL) {
+				s->state.backfill_offset = -1;
+				s->state.backfill_run_id = -1;
+				s->state.backfill_done = 1;
+			}
+		}
+		break;
+	case SCAN_TAIL_NEWEST:
+		contradicts = s->asc > 0;
+		/* past the window once a call started before it */
+		if (!last && s->prev_started != ROWS_NO_TIME && s->prev_started < s->threshold)
+			last = 1;
+		if (last && !contradicts)
+			sync_scan_complete_cursor(s);
+		break;
+	case SCAN_TAIL_OLDEST:
+		contradicts = s->desc > 0;
+		if (s->probing) {
+			int64_t first = rows_count(s->rows) > 0 ? rows_started_at(s->rows, 0) :
+			    ROWS_NO_TIME;
+			s->probing = 0;
+			/* the window must start inside or before this page, else step back */
+			if (first == ROWS_NO_TIME || first >= s->threshold) {
+				int64_t back = s->offset > s->step ? s->offset - s->step : 0;
+				log_debug("lookback window starts before offset %" PRId64
+				    ": stepping back to %" PRId64, s->offset, back);
+				s->step *= 2;
+				if (sync_commit(s) < 0)
+					return;
+				s->scan = SCAN_TAIL_OLDEST;
+				sync_start_scan(s, SCAN_TAIL_OLDEST, back);
+				return;
+			}
+		}
+		if (last && !contradicts)
+			sync_scan_complete_cursor(s);
+		break;
+	case SCAN_UNFINISHED:
+		if (sync_track(s) < 0) {
+			log_warnx("more than %d calls in progress: not refreshing finished ones this "
+			    "pass", SYNC_MAX_TRACKED);
+			s->tracked_overflow = 1;
+		}
+		break;
+	case SCAN_CONTACT:
+		break;
+	}
+	if (contradicts) {
+		log_warnx("the API's order changed: reading the whole list instead");
+		snprintf(s->state.api_order, sizeof s->state.api_order, "unknown");
+		if (sync_commit(s) < 0)
+			return;
+		sync_start_scan(s, SCAN_FULL, 0);
+		return;
+	}
+	if (sync_commit(s) < 0)
+		return;
+	if (!last) {
+		s->offset += listed;
+		if (sync_fetch_page(s) < 0)
+			sync_finish(s, SYNC_ERR_API, "%s", s->err);
+		return;
+	}
+	sync_next_scan(s);
+}
+
+static int
+cb_stale(void *arg, const char *id, const char *contact_id)
+{
+	struct sync *s = arg;
+	struct stale_call *c;
+
+	if (s->nstale == s->stale_cap) {
+		size_t cap = s->stale_cap ? s->stale_cap * 2 : 64;
+		struct stale_call *ns = realloc(s->stale, cap * sizeof *ns);
+		if (ns == NULL)
+			return -1;
+		s->stale = ns;
+		s->stale_cap = cap;
+	}
+	c = &s->stale[s->nstale];
+	c->id = strdup(id);
+	c->contact_id = contact_id != NULL ? strdup(contact_id) : NULL;
+	if (c->id == NULL)
+		return -1;
+	s->nstale++;
+	return 0;
+}
+
+/* Next contact whose calls need a refresh; NULL when none is left. */
+static const char *
+sync_next_contact(struct sync *s)
+{
+	while (s->stale_pos < s->nstale) {
+		struct stale_call *c = &s->stale[s->stale_pos++];
+		if (c->contact_id == NULL) {
+			log_warnx("call %s was in progress and is no longer listed as such, but has no "
+			    "contact_id to look it up by: the next backfill refreshes it", c->id);
+			continue;
+		}
+		/* stale calls come sorted by contact: one scan per contact */
+		if (s->stale_pos >= 2 && s->stale[s->stale_pos - 2].contact_id != NULL &&
+		    strcmp(s->stale[s->stale_pos - 2].contact_id, c->contact_id) == 0)
+			continue;
+		return c->contact_id;
+	}
+	return NULL;
+}
+
+/* The pass's scans, in order: main listing, in-progress list, contacts, done. */
+static void
+sync_next_scan(struct sync *s)
+{
+	const char *contact;
+
+	if (s->mode == SYNC_INCREMENTAL && s->scan != SCAN_UNFINISHED && s->scan != SCAN_CONTACT &&
+	    s->cfg->filter_status == NULL) {
+		sync_start_scan(s, SCAN_UNFINISHED, 0);
+		return;
+	}
+	if (s->scan == SCAN_UNFINISHED && !s->tracked_overflow) {
+		if (store_unfinished(s->store, s->cfg->source, (const char *const *)s->tracked,
+		    s->ntracked, cb_stale, s) < 0) {
+			sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
+			return;
+		}
+		if (s->nstale > 0)
+			log_info("%zu calls have left the in-progress list: refreshing them", s->nstale);
+	}
+	if (s->scan == SCAN_UNFINISHED || s->scan == SCAN_CONTACT) {
+		contact = sync_next_contact(s);
+		if (contact != NULL) {
+			snprintf(s->scan_value, sizeof s->scan_value, "%s", contact);
+			sync_start_scan(s, SCAN_CONTACT, 0);
+			return;
+		}
+	}
+	/* the pass is complete: say so in the same transaction as the cursor */
+	rows_reset(s->rows);
+	s->state.pass_done = 1;
+	if (store_commit_page(s->store, s->cfg->source, s->run_id, NULL, &s->state, &s->stats) < 0) {
+		sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
+		return;
+	}
+	log_info("run %" PRId64 ": done: %" PRId64 " requests, %" PRId64 " calls seen, %" PRId64
+	    " new, %" PRId64 " changed, %" PRId64 " warnings, %" PRId64 " rejected", s->run_id,
+	    s->stats.requests, s->stats.records_seen, s->stats.inserted, s->stats.updated,
+	    s->stats.warnings, s->stats.rejected);
+	sync_finish(s, SYNC_OK, NULL);
+}
+
+static void
+on_fetch_done(void *arg, const struct fetch_result *res)
+{
+	struct sync *s = arg;
+	char why[768];
+	long st = res->http_status;
+
+	if (!s->running)
+		return;
+	if (st == 401 || st == 403) {
+		sync_finish(s, SYNC_ERR_AUTH, "the API refused the key (HTTP %ld): check the key "
+		    "in %s", st, s->cfg->api_token_origin);
+		return;
+	}
+	if (st == 400) {
+		sync_finish(s, SYNC_ERR_REQUEST, "the API rejected the request for offset %" PRId64
+		    " (HTTP 400): %.300s", s->offset, res->excerpt);
+		return;
+	}
+	if (res->aborted)
+		snprintf(why, sizeof why, "bad body: %s", parse_errmsg(s->parse));
+	else if (res->transport_error || (st != 0 && (st < 200 || st > 299)))
+		snprintf(why, sizeof why, "%s%s%.200s", res->error, res->excerpt[0] ? ": " : "",
+		    res->excerpt);
+	else if (parse_finish(s->parse) < 0)
+		snprintf(why, sizeof why, "bad body: %s", parse_errmsg(s->parse));
+	else {
+		sync_page_done(s);
+		return;
+	}
+	for (char *p = why; *p != '\0'; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	if (!sync_retry(s, res, why))
+		sync_finish(s, SYNC_ERR_API, "giving up on the page at offset %" PRId64 ": %s",
+		    s->offset, why);
+}

@@ -1,0 +1,42 @@
+/* sync: one pass over the API: which pages to read, and what each commit records. */
+#ifndef VOZAGENT_SYNC_H
+#define VOZAGENT_SYNC_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "fetch.h"
+#include "store.h"
+
+enum sync_mode { SYNC_BACKFILL, SYNC_INCREMENTAL };
+
+enum sync_result {
+	SYNC_OK,
+	SYNC_ERR_AUTH,        /* the API refused the key (401/403) */
+	SYNC_ERR_REQUEST,     /* the API refused our request (400) */
+	SYNC_ERR_API,         /* the API kept failing after retries */
+	SYNC_ERR_STORE,       /* PostgreSQL failed */
+};
+
+typedef void (*sync_done_cb)(void *arg, enum sync_result res);
+
+struct sync;
+
+/* cfg, fetch and store are borrowed and must outlive the sync. */
+struct sync *sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch,
+    struct store *store);
+/*
+ * Starts a pass. 0, and done is called once when it ends; or -1 (message in
+ * sync_errmsg) and done is never called.
+ */
+int sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg);
+/* Abandons the pass in flight (nothing half-written stays); done is not called. */
+void sync_stop(struct sync *s);
+int sync_running(const struct sync *s);
+const char *sync_errmsg(const struct sync *s);
+/* Closes its timer; the caller runs the loop once more to finish. */
+void sync_free(struct sync *s);
+
+const char *sync_mode_name(enum sync_mode mode);
+
+#endif
