@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""An interrupted backfill resumes: a slow backfill (the simulator delays each page)
+is killed with SIGKILL after a few pages have committed; what it committed is an
+exact prefix of the list; the next backfill does not start again at offset 0, reads
+little more than what was left, and leaves the mirror exact."""
+
+import signal
+
+import harness as h
+from harness import check
+
+N, PAGE = 600, 10
+
+
+def scenario(order):
+    with h.Case("resume", order=order, seed=61, calls=N, page_size=PAGE) as c:
+        c.sim.config(delay_ms=80)
+        p = c.spawn("backfill")
+        c.wait_for("5 pages committed",
+                   lambda: p.poll() is not None or c.count_calls() >= 5 * PAGE, timeout=60)
+        check(p.poll() is None, "backfill exited (%s) before it could be interrupted; "
+              "committed rows: %d (pages are not committed one by one?)"
+              % (p.returncode, c.count_calls()))
+        p.send_signal(signal.SIGKILL)
+        r = c.wait(p, 10)
+        committed = c.count_calls()
+        h.log("killed backfill: %d rows committed" % committed)
+        check(PAGE <= committed < N, "committed %d rows" % committed)
+
+        # What was committed is exactly the first rows of the list, each exact.
+        calls = c.sim.calls()
+        head = {x["id"] for x in calls[:committed]}
+        rows = c.mirror_rows()
+        check({x["id"] for x in rows} == head, "the committed rows are not the first %d of the "
+              "list in API order" % committed)
+        d = h.mirror_diff([x for x in calls if x["id"] in head], rows, c.source)
+        check(not d, "committed rows differ:\n  " + "\n  ".join(d))
+
+        last_seq = max([x["seq"] for x in c.sim.requests()] or [0])
+        c.sim.config(delay_ms=0)
+        r = c.run("backfill")
+        c.expect_rc(r, 0, "resumed backfill")
+        c.assert_exact("after the resumed backfill")
+        reqs = h.api_log_since(c.sim.requests(), last_seq)
+        check(reqs, "the resumed backfill made no request")
+        first = reqs[0]
+        fetched = sum(x["returned"] or 0 for x in reqs)
+        h.log("resumed backfill: %d requests, first offset %s limit %s, %d records fetched "
+              "(%d were left)" % (len(reqs), first["offset"], first["limit"], fetched,
+                                  N - committed))
+        check(first["offset"] != 0 or first["limit"] <= 1,
+              "the resumed backfill started again at offset 0 (limit %s)" % first["limit"])
+        check(fetched <= N - committed + 3 * PAGE,
+              "the resumed backfill fetched %d records; only %d were left"
+              % (fetched, N - committed))
+        runs = c.sync_runs()
+        check(runs and runs[-1]["mode"] == "backfill" and runs[-1]["outcome"] == "ok",
+              "last sync_runs row: %s" % (runs[-1:],))
+        h.log("sync_runs outcomes: %s" % [(x["mode"], x["outcome"]) for x in runs])
+
+
+if __name__ == "__main__":
+    h.main(h.both_orders(scenario, "resume"))
