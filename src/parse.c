@@ -9,6 +9,8 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
+#include "buf.h"
+
 static const char *const field_names[FIELD_COUNT] = {
 	"id", "contact_id", "assistant_id", "call_type", "call_status", "duration_seconds",
 	"call_started_at", "call_ended_at", "appointment_booked", "lead_qualification",
@@ -31,10 +33,8 @@ struct parse {
 	size_t fed;               /* bytes fed before the current chunk */
 	int cur_field;            /* known key just read at DEPTH_CALL, or -1 */
 	struct { enum json_type type; size_t off, len; } fv[FIELD_COUNT];
-	char *vals;               /* texts of the known fields of the current call */
-	size_t vals_len, vals_cap;
-	char *scratch;            /* a string with replaced characters */
-	size_t scratch_cap;
+	struct buf vals;          /* texts of the known fields of the current call */
+	struct buf scratch;       /* a string with replaced characters */
 	unsigned replaced;
 	char err[256];
 };
@@ -63,24 +63,6 @@ static size_t
 parse_offset(const struct parse *p)
 {
 	return p->fed + yajl_get_bytes_consumed(p->h);
-}
-
-static int
-grow(char **buf, size_t *cap, size_t need)
-{
-	size_t n = *cap ? *cap : 256;
-	char *nb;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	nb = realloc(*buf, n);
-	if (nb == NULL)
-		return -1;
-	*buf = nb;
-	*cap = n;
-	return 0;
 }
 
 /*
@@ -146,25 +128,26 @@ parse_sanitize(struct parse *p, const unsigned char **s, size_t *len)
 		i += vl;
 	if (i == *len)
 		return 0;
-	if (grow(&p->scratch, &p->scratch_cap, *len * 3) < 0)
+	p->scratch.len = 0;
+	if (buf_reserve(&p->scratch, *len * 3) < 0)
 		return parse_fail(p, "out of memory"), -1;
-	memcpy(p->scratch, *s, i);
+	memcpy(p->scratch.data, *s, i);
 	out = i;
 	while (i < *len) {
 		vl = utf8_valid_len(*s + i, *len - i);
 		if (vl == 0) {
-			memcpy(p->scratch + out, repl, 3);
+			memcpy(p->scratch.data + out, repl, 3);
 			out += 3;
 			/* a surrogate yajl encoded as three bytes is one character */
 			i += utf8_surrogate_len(*s + i, *len - i);
 			p->replaced++;
 		} else {
-			memcpy(p->scratch + out, *s + i, vl);
+			memcpy(p->scratch.data + out, *s + i, vl);
 			out += vl;
 			i += vl;
 		}
 	}
-	*s = (const unsigned char *)p->scratch;
+	*s = (const unsigned char *)p->scratch.data;
 	*len = out;
 	return 0;
 }
@@ -176,7 +159,7 @@ parse_check_size(struct parse *p)
 	size_t len;
 
 	yajl_gen_get_buf(p->g, &buf, &len);
-	if (len + p->vals_len > p->max_record)
+	if (len + p->vals.len > p->max_record)
 		return parse_fail(p, "call #%u of the page is larger than %zu bytes (at byte %zu)",
 		    p->count + 1, p->max_record, parse_offset(p));
 	return 1;
@@ -222,16 +205,12 @@ parse_keep(struct parse *p, enum json_type t, const char *s, size_t len)
 		return 1;
 	p->cur_field = -1;
 	p->fv[f].type = t;
-	p->fv[f].off = p->vals_len;
+	p->fv[f].off = p->vals.len;
 	p->fv[f].len = len;
-	if (len > 0) {
-		if (p->vals_len + len > p->max_record)
-			return parse_check_size(p);
-		if (grow(&p->vals, &p->vals_cap, p->vals_len + len) < 0)
-			return parse_fail(p, "out of memory");
-		memcpy(p->vals + p->vals_len, s, len);
-		p->vals_len += len;
-	}
+	if (p->vals.len + len > p->max_record)
+		return parse_check_size(p);
+	if (buf_append(&p->vals, s, len) < 0)
+		return parse_fail(p, "out of memory");
 	return 1;
 }
 
@@ -306,7 +285,7 @@ parse_record_begin(struct parse *p)
 {
 	yajl_gen_clear(p->g);
 	yajl_gen_reset(p->g, NULL);
-	p->vals_len = 0;
+	p->vals.len = 0;
 	p->replaced = 0;
 	p->cur_field = -1;
 	memset(p->fv, 0, sizeof p->fv);
@@ -330,7 +309,7 @@ parse_record_end(struct parse *p)
 		if (p->fv[f].type == JSON_STRING || p->fv[f].type == JSON_NUMBER ||
 		    p->fv[f].type == JSON_BOOL) {
 			/* vals is still NULL when every value so far was empty */
-			rec.f[f].text = p->vals != NULL ? p->vals + p->fv[f].off : "";
+			rec.f[f].text = p->vals.data != NULL ? p->vals.data + p->fv[f].off : "";
 			rec.f[f].len = p->fv[f].len;
 		}
 	}
@@ -440,6 +419,9 @@ parse_new(size_t max_record_bytes, parse_record_cb cb, void *arg)
 	p->cb = cb;
 	p->arg = arg;
 	p->max_record = max_record_bytes;
+	/* one value is at most a record; a replaced string at most three times that */
+	buf_init(&p->vals, max_record_bytes + 1);
+	buf_init(&p->scratch, 3 * max_record_bytes + 3);
 	p->g = yajl_gen_alloc(NULL);
 	if (p->g == NULL || parse_open(p) < 0) {
 		parse_free(p);
@@ -531,7 +513,7 @@ parse_free(struct parse *p)
 		yajl_free(p->h);
 	if (p->g != NULL)
 		yajl_gen_free(p->g);
-	free(p->vals);
-	free(p->scratch);
+	buf_free(&p->vals);
+	buf_free(&p->scratch);
 	free(p);
 }

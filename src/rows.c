@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "log.h"
 
 struct row_facts {
@@ -15,11 +16,8 @@ struct row_facts {
 };
 
 struct rows {
-	size_t max_bytes;
-	char *copy;               /* COPY text of the batch */
-	size_t copy_len, copy_cap;
-	char *ids;                /* NUL-terminated ids, back to back */
-	size_t ids_len, ids_cap;
+	struct buf copy;          /* COPY text of the batch */
+	struct buf ids;           /* NUL-terminated ids, back to back */
 	struct row_facts *facts;
 	size_t n, facts_cap;
 	unsigned warnings, rejected;
@@ -30,15 +28,17 @@ struct rows *
 rows_new(size_t max_bytes)
 {
 	struct rows *r = calloc(1, sizeof *r);
-	if (r != NULL)
-		r->max_bytes = max_bytes;
+	if (r != NULL) {
+		buf_init(&r->copy, max_bytes);
+		buf_init(&r->ids, max_bytes);
+	}
 	return r;
 }
 
 void
 rows_reset(struct rows *r)
 {
-	r->copy_len = r->ids_len = r->n = 0;
+	r->copy.len = r->ids.len = r->n = 0;
 	r->warnings = r->rejected = 0;
 	r->reject[0] = '\0';
 }
@@ -48,28 +48,10 @@ rows_free(struct rows *r)
 {
 	if (r == NULL)
 		return;
-	free(r->copy);
-	free(r->ids);
+	buf_free(&r->copy);
+	buf_free(&r->ids);
 	free(r->facts);
 	free(r);
-}
-
-static int
-buf_reserve(char **buf, size_t *cap, size_t need)
-{
-	size_t n = *cap ? *cap : 4096;
-	char *nb;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	nb = realloc(*buf, n);
-	if (nb == NULL)
-		return -1;
-	*buf = nb;
-	*cap = n;
-	return 0;
 }
 
 /* Appends s as one COPY text field (escaped), or \N when s is NULL. */
@@ -79,11 +61,9 @@ copy_field(struct rows *r, const char *s, size_t len, int last)
 	size_t worst = (s != NULL ? len * 2 : 2) + 1;
 	char *o;
 
-	if (r->copy_len + worst > r->max_bytes)
+	if (buf_reserve(&r->copy, worst) < 0)
 		return -1;
-	if (buf_reserve(&r->copy, &r->copy_cap, r->copy_len + worst) < 0)
-		return -1;
-	o = r->copy + r->copy_len;
+	o = r->copy.data + r->copy.len;
 	if (s == NULL) {
 		*o++ = '\\';
 		*o++ = 'N';
@@ -100,7 +80,7 @@ copy_field(struct rows *r, const char *s, size_t len, int last)
 		}
 	}
 	*o++ = last ? '\n' : '\t';
-	r->copy_len = (size_t)(o - r->copy);
+	r->copy.len = (size_t)(o - r->copy.data);
 	return 0;
 }
 
@@ -244,7 +224,7 @@ number_fits_numeric(const char *s, size_t len)
 static const char *
 rows_id_of(const struct rows *r, size_t i)
 {
-	return r->ids + r->facts[i].id_off;
+	return r->ids.data + r->facts[i].id_off;
 }
 
 static void
@@ -267,7 +247,7 @@ int
 rows_add(struct rows *r, const struct record *rec)
 {
 	const struct field_value *idv = &rec->f[FIELD_ID];
-	size_t mark_copy = r->copy_len, mark_ids = r->ids_len;
+	size_t mark_copy = r->copy.len, mark_ids = r->ids.len;
 	unsigned mark_warnings = r->warnings;
 	char seq[24], id[512];
 	struct row_facts *fx;
@@ -297,13 +277,12 @@ rows_add(struct rows *r, const struct record *rec)
 		r->facts = nf;
 		r->facts_cap = cap;
 	}
-	if (buf_reserve(&r->ids, &r->ids_cap, r->ids_len + idv->len + 1) < 0)
-		return -1;
 	fx = &r->facts[r->n];
-	fx->id_off = r->ids_len;
-	memcpy(r->ids + r->ids_len, idv->text, idv->len);
-	r->ids_len += idv->len;
-	r->ids[r->ids_len++] = '\0';
+	fx->id_off = r->ids.len;
+	if (buf_append(&r->ids, idv->text, idv->len) < 0 || buf_append(&r->ids, "", 1) < 0) {
+		r->ids.len = mark_ids;
+		return -1;
+	}
 
 	if (rec->replaced_chars > 0) {
 		r->warnings++;
@@ -362,8 +341,8 @@ rows_add(struct rows *r, const struct record *rec)
 	return 0;
 full:
 	/* a refused row leaves no trace, so the caller may flush and add it again */
-	r->copy_len = mark_copy;
-	r->ids_len = mark_ids;
+	r->copy.len = mark_copy;
+	r->ids.len = mark_ids;
 	r->warnings = mark_warnings;
 	return -1;
 }
@@ -395,8 +374,8 @@ rows_rejected(const struct rows *r)
 const char *
 rows_copy_data(const struct rows *r, size_t *len)
 {
-	*len = r->copy_len;
-	return r->copy;
+	*len = r->copy.len;
+	return r->copy.data;
 }
 
 const char *
