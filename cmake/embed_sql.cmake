@@ -1,4 +1,6 @@
-# Turns sql/NNN_name.sql files into a C array of {version, name, text}.
+# Turns SQL_DIR/NNN_name.sql files into a C array of {version, name, text}.
+file(GLOB FILES ${SQL_DIR}/[0-9]*.sql)
+list(SORT FILES)
 set(body "/* Generated from the files in sql/ by cmake/embed_sql.cmake. Do not edit. */\n#include \"migrations.h\"\n\nconst struct migration migrations[] = {\n")
 foreach(f IN LISTS FILES)
   get_filename_component(name ${f} NAME_WE)

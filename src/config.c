@@ -38,6 +38,7 @@ static const struct key_def keys[] = {
 	{ "page_size", KEY_PAGE_SIZE, OFF(page_size), "100" },
 	{ "lookback", KEY_DURATION, OFF(lookback_ms), "2h" },
 	{ "http_timeout", KEY_DURATION, OFF(http_timeout_ms), "30s" },
+	{ "full_resync_interval", KEY_DURATION, OFF(full_resync_ms), "24h" },
 	{ "order", KEY_ORDER, OFF(order), "auto" },
 	{ "status", KEY_STRING, OFF(filter_status), NULL },
 	{ "assistant_id", KEY_STRING, OFF(filter_assistant_id), NULL },

@@ -21,6 +21,7 @@ struct config {
 	uint64_t poll_interval_ms;
 	uint64_t lookback_ms;
 	uint64_t http_timeout_ms;
+	uint64_t full_resync_ms;     /* run: a backfill this often; 0 = never */
 	int page_size;
 	enum config_order order;
 	char *filter_status;      /* API filters; NULL = unset */

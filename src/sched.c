@@ -74,8 +74,8 @@ on_uv_tick(uv_timer_t *t)
 		return;
 	}
 	s->out.passes++;
-	if (sync_start(s->sync, s->job == SCHED_BACKFILL ? SYNC_BACKFILL : SYNC_INCREMENTAL,
-	    on_pass_done, s) < 0) {
+	if (sync_start(s->sync, s->job == SCHED_BACKFILL ? SYNC_BACKFILL :
+	    s->job == SCHED_DAEMON ? SYNC_AUTO : SYNC_INCREMENTAL, on_pass_done, s) < 0) {
 		log_errx("cannot start a pass: %s", sync_errmsg(s->sync));
 		s->out.last = SYNC_ERR_STORE;
 		if (s->job != SCHED_DAEMON) {

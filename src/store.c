@@ -31,6 +31,9 @@ enum stmt_id {
 	STMT_MERGE,
 	STMT_STATE_SAVE,
 	STMT_UNFINISHED,
+	STMT_ANCHOR_LOAD,
+	STMT_FINISH_BACKFILL,
+	STMT_SEEN_CLEAR,
 	STMT_STATUS_SOURCES,
 	STMT_STATUS_RUNS,
 	STMT_COUNT
@@ -50,29 +53,43 @@ static const struct {
 	[STMT_STATE_LOAD] = { "state_load", 1,
 	    "SELECT coalesce(api_order, ''),"
 	    " (extract(epoch FROM newest_started_at) * 1000000)::bigint,"
-	    " window_offset, backfill_offset, backfill_run_id"
+	    " (extract(epoch FROM window_base_at) * 1000000)::bigint,"
+	    " window_offset, backfill_offset, backfill_run_id,"
+	    " (extract(epoch FROM last_backfill_at) * 1000000)::bigint"
 	    " FROM vozagent.sync_state WHERE source = $1" },
+	[STMT_ANCHOR_LOAD] = { "anchor_load", 1,
+	    "SELECT a FROM vozagent.sync_state, unnest(backfill_anchor) WITH ORDINALITY AS u(a, n)"
+	    " WHERE source = $1 ORDER BY n" },
+	[STMT_FINISH_BACKFILL] = { "finish_backfill", 1,
+	    "SELECT vozagent.finish_backfill($1)" },
+	[STMT_SEEN_CLEAR] = { "seen_clear", 1,
+	    "DELETE FROM vozagent.backfill_seen WHERE source = $1" },
 	[STMT_RUN_BEGIN] = { "run_begin", 2,
 	    "INSERT INTO vozagent.sync_runs (source, mode) VALUES ($1, $2) RETURNING id" },
-	[STMT_RUN_PROGRESS] = { "run_progress", 8,
+	[STMT_RUN_PROGRESS] = { "run_progress", 10,
 	    "UPDATE vozagent.sync_runs SET requests = $2, pages = $3, records_seen = $4,"
-	    " inserted = $5, updated = $6, rejected = $7, warnings = $8 WHERE id = $1" },
-	[STMT_RUN_FINISH] = { "run_finish", 10,
+	    " inserted = $5, updated = $6, rejected = $7, warnings = $8, marked_deleted = $9,"
+	    " drift_rereads = $10 WHERE id = $1" },
+	[STMT_RUN_FINISH] = { "run_finish", 12,
 	    "UPDATE vozagent.sync_runs SET requests = $2, pages = $3, records_seen = $4,"
-	    " inserted = $5, updated = $6, rejected = $7, warnings = $8,"
-	    " outcome = $9, error = $10, finished_at = now() WHERE id = $1" },
-	[STMT_MERGE] = { "merge", 1,
-	    "SELECT inserted, updated FROM vozagent.merge_stage($1)" },
-	[STMT_STATE_SAVE] = { "state_save", 8,
+	    " inserted = $5, updated = $6, rejected = $7, warnings = $8, marked_deleted = $9,"
+	    " drift_rereads = $10, outcome = $11, error = $12, finished_at = now() WHERE id = $1" },
+	[STMT_MERGE] = { "merge", 2,
+	    "SELECT inserted, updated FROM vozagent.merge_stage($1, $2::bool)" },
+	[STMT_STATE_SAVE] = { "state_save", 10,
 	    "INSERT INTO vozagent.sync_state AS s (source, api_order, newest_started_at,"
-	    "  window_offset, backfill_offset, backfill_run_id, last_backfill_at, last_pass_at)"
+	    "  window_offset, backfill_offset, backfill_run_id, last_backfill_at, last_pass_at,"
+	    "  window_base_at, backfill_anchor)"
 	    " VALUES ($1, nullif($2, ''), to_timestamp($3::bigint / 1000000.0), $4, $5, $6,"
-	    "  CASE WHEN $7::bool THEN now() END, CASE WHEN $8::bool THEN now() END)"
+	    "  CASE WHEN $7::bool THEN now() END, CASE WHEN $8::bool THEN now() END,"
+	    "  to_timestamp($9::bigint / 1000000.0), $10::text[])"
 	    " ON CONFLICT (source) DO UPDATE SET api_order = EXCLUDED.api_order,"
 	    "  newest_started_at = EXCLUDED.newest_started_at,"
+	    "  window_base_at = EXCLUDED.window_base_at,"
 	    "  window_offset = EXCLUDED.window_offset,"
 	    "  backfill_offset = EXCLUDED.backfill_offset,"
 	    "  backfill_run_id = EXCLUDED.backfill_run_id,"
+	    "  backfill_anchor = EXCLUDED.backfill_anchor,"
 	    "  last_backfill_at = coalesce(EXCLUDED.last_backfill_at, s.last_backfill_at),"
 	    "  last_pass_at = coalesce(EXCLUDED.last_pass_at, s.last_pass_at),"
 	    "  updated_at = now()" },
@@ -88,13 +105,16 @@ static const struct {
 	    "  ELSE 'interrupted at offset ' || backfill_offset || ' (the next backfill resumes)' END,"
 	    " coalesce(to_char(last_backfill_at, 'YYYY-MM-DD HH24:MI:SS TZ'), 'never'),"
 	    " coalesce(to_char(last_pass_at, 'YYYY-MM-DD HH24:MI:SS TZ'), 'never'),"
-	    " live_calls, deleted_calls, in_progress_calls"
+	    " live_calls, deleted_calls, in_progress_calls || coalesce(' (oldest started '"
+	    "  || to_char(oldest_in_progress_started_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || ')', '')"
 	    " FROM vozagent.sync_status ORDER BY source" },
 	[STMT_STATUS_RUNS] = { "status_runs", 1,
 	    "SELECT to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), mode, outcome,"
 	    " coalesce(round(extract(epoch FROM finished_at - started_at)::numeric, 1) || 's', '-'),"
 	    " requests || ' requests', records_seen || ' seen', inserted || ' new',"
-	    " updated || ' changed', warnings || ' warnings', rejected || ' rejected',"
+	    " updated || ' changed', marked_deleted || ' marked deleted',"
+	    " warnings || ' warnings', rejected || ' rejected',"
+	    " CASE WHEN drift_rereads > 0 THEN drift_rereads || ' drift re-reads' ELSE '' END,"
 	    " coalesce('error: ' || error, '')"
 	    " FROM vozagent.sync_runs WHERE source = $1 ORDER BY id DESC LIMIT 5" },
 };
@@ -360,17 +380,25 @@ store_state_load(struct store *s, const char *source, struct sync_state *st)
 	PGresult *res = store_run(s, STMT_STATE_LOAD, params, PGRES_TUPLES_OK);
 
 	memset(st, 0, sizeof *st);
-	st->newest_started_at = ROWS_NO_TIME;
+	st->newest_started_at = st->window_base_at = st->last_backfill_at = ROWS_NO_TIME;
 	st->window_offset = st->backfill_offset = st->backfill_run_id = -1;
 	if (res == NULL)
 		return -1;
 	if (PQntuples(res) == 1) {
 		snprintf(st->api_order, sizeof st->api_order, "%s", PQgetvalue(res, 0, 0));
 		st->newest_started_at = get_int64(res, 1, ROWS_NO_TIME);
-		st->window_offset = get_int64(res, 2, -1);
-		st->backfill_offset = get_int64(res, 3, -1);
-		st->backfill_run_id = get_int64(res, 4, -1);
+		st->window_base_at = get_int64(res, 2, ROWS_NO_TIME);
+		st->window_offset = get_int64(res, 3, -1);
+		st->backfill_offset = get_int64(res, 4, -1);
+		st->backfill_run_id = get_int64(res, 5, -1);
+		st->last_backfill_at = get_int64(res, 6, ROWS_NO_TIME);
 	}
+	PQclear(res);
+	res = store_run(s, STMT_ANCHOR_LOAD, params, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return -1;
+	for (int i = 0; i < PQntuples(res) && st->nanchor < STATE_ANCHOR_MAX; i++)
+		snprintf(st->anchor[st->nanchor++], STATE_ANCHOR_ID_MAX, "%s", PQgetvalue(res, i, 0));
 	PQclear(res);
 	return 0;
 }
@@ -388,18 +416,20 @@ store_run_begin(struct store *s, const char *source, const char *mode, int64_t *
 	return 0;
 }
 
-/* Run id and counters as text parameters $1..$8. */
+/* Run id and counters as text parameters $1..$10. */
+#define RUN_NUMS 10
 struct run_params {
-	char v[8][24];
-	const char *p[10];
+	char v[RUN_NUMS][24];
+	const char *p[RUN_NUMS + 2];
 };
 
 static void
 run_params_fill(struct run_params *rp, int64_t run_id, const struct store_stats *st)
 {
-	const int64_t nums[8] = { run_id, st->requests, st->pages, st->records_seen,
-		st->inserted, st->updated, st->rejected, st->warnings };
-	for (int i = 0; i < 8; i++) {
+	const int64_t nums[RUN_NUMS] = { run_id, st->requests, st->pages, st->records_seen,
+		st->inserted, st->updated, st->rejected, st->warnings, st->marked_deleted,
+		st->drift_rereads };
+	for (int i = 0; i < RUN_NUMS; i++) {
 		snprintf(rp->v[i], sizeof rp->v[i], "%" PRId64, nums[i]);
 		rp->p[i] = rp->v[i];
 	}
@@ -416,8 +446,8 @@ store_run_finish(struct store *s, int64_t run_id, const char *outcome, const cha
 		return store_fail(s, NULL, "cannot record the end of the pass");
 	store_rollback(s);
 	run_params_fill(&rp, run_id, stats);
-	rp.p[8] = outcome;
-	rp.p[9] = error;
+	rp.p[RUN_NUMS] = outcome;
+	rp.p[RUN_NUMS + 1] = error;
 	res = store_run(s, STMT_RUN_FINISH, rp.p, PGRES_COMMAND_OK);
 	if (res == NULL)
 		return -1;
@@ -452,31 +482,41 @@ store_copy_rows(struct store *s, struct rows *rows)
 	return ok ? 0 : -1;
 }
 
+/* A bigint parameter as text, or NULL (SQL NULL) when v is the null value. */
+static const char *
+param_int64(char *buf, size_t len, int64_t v, int64_t null_value)
+{
+	if (v == null_value)
+		return NULL;
+	snprintf(buf, len, "%" PRId64, v);
+	return buf;
+}
+
+static char *text_array_literal(const char *const *items, size_t n);
+
 static int
 store_save_state(struct store *s, const char *source, const struct sync_state *st)
 {
-	char newest[24], window[24], backfill[24], brun[24];
-	const char *params[8] = { source, st->api_order, NULL, NULL, NULL, NULL,
-		st->backfill_done ? "true" : "false", st->pass_done ? "true" : "false" };
+	char num[5][24];
+	const char *anchor[STATE_ANCHOR_MAX];
+	char *anchor_lit = NULL;
 	PGresult *res;
 
-	if (st->newest_started_at != ROWS_NO_TIME) {
-		snprintf(newest, sizeof newest, "%" PRId64, st->newest_started_at);
-		params[2] = newest;
+	for (int i = 0; i < st->nanchor; i++)
+		anchor[i] = st->anchor[i];
+	if (st->nanchor > 0 && (anchor_lit = text_array_literal(anchor, (size_t)st->nanchor)) == NULL)
+		return store_fail(s, NULL, "out of memory");
+	{
+		const char *params[10] = { source, st->api_order,
+			param_int64(num[0], 24, st->newest_started_at, ROWS_NO_TIME),
+			param_int64(num[1], 24, st->window_offset, -1),
+			param_int64(num[2], 24, st->backfill_offset, -1),
+			param_int64(num[3], 24, st->backfill_run_id, -1),
+			st->backfill_done ? "true" : "false", st->pass_done ? "true" : "false",
+			param_int64(num[4], 24, st->window_base_at, ROWS_NO_TIME), anchor_lit };
+		res = store_run(s, STMT_STATE_SAVE, params, PGRES_COMMAND_OK);
 	}
-	if (st->window_offset >= 0) {
-		snprintf(window, sizeof window, "%" PRId64, st->window_offset);
-		params[3] = window;
-	}
-	if (st->backfill_offset >= 0) {
-		snprintf(backfill, sizeof backfill, "%" PRId64, st->backfill_offset);
-		params[4] = backfill;
-	}
-	if (st->backfill_run_id >= 0) {
-		snprintf(brun, sizeof brun, "%" PRId64, st->backfill_run_id);
-		params[5] = brun;
-	}
-	res = store_run(s, STMT_STATE_SAVE, params, PGRES_COMMAND_OK);
+	free(anchor_lit);
 	if (res == NULL)
 		return -1;
 	PQclear(res);
@@ -485,16 +525,17 @@ store_save_state(struct store *s, const char *source, const struct sync_state *s
 
 int
 store_commit_page(struct store *s, const char *source, int64_t run_id, struct rows *rows,
-    const struct sync_state *st, struct store_stats *stats)
+    int backfill, const struct sync_state *st, struct store_stats *stats)
 {
 	struct store_stats next = *stats;
 	struct run_params rp;
 	PGresult *res;
+	const char *src[1] = { source };
 
 	if (store_exec(s, "BEGIN", "cannot begin the page transaction") < 0)
 		goto fail;
 	if (rows != NULL && rows_count(rows) > 0) {
-		const char *params[1] = { source };
+		const char *params[2] = { source, backfill ? "true" : "false" };
 		if (store_copy_rows(s, rows) < 0)
 			goto fail;
 		res = store_run(s, STMT_MERGE, params, PGRES_TUPLES_OK);
@@ -502,6 +543,13 @@ store_commit_page(struct store *s, const char *source, int64_t run_id, struct ro
 			goto fail;
 		next.inserted += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		next.updated += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		PQclear(res);
+	}
+	if (st->backfill_done) {
+		res = store_run(s, STMT_FINISH_BACKFILL, src, PGRES_TUPLES_OK);
+		if (res == NULL)
+			goto fail;
+		next.marked_deleted += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		PQclear(res);
 	}
 	run_params_fill(&rp, run_id, &next);
@@ -518,6 +566,18 @@ store_commit_page(struct store *s, const char *source, int64_t run_id, struct ro
 fail:
 	store_rollback(s);
 	return -1;
+}
+
+int
+store_seen_clear(struct store *s, const char *source)
+{
+	const char *params[1] = { source };
+	PGresult *res = store_run(s, STMT_SEEN_CLEAR, params, PGRES_COMMAND_OK);
+
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
 }
 
 /* {"a","b"}: a text[] literal; ids are quoted, so any character is safe. */
@@ -592,7 +652,8 @@ store_print_status(struct store *s, FILE *out)
 {
 	static const char *labels[] = { "source", "API order", "newest call mirrored",
 		"lookback window at offset", "backfill", "last complete backfill",
-		"last successful pass", "calls (live)", "calls (deleted)", "calls in progress" };
+		"last successful pass", "calls (live)", "calls (deleted)",
+		"unfinished calls tracked" };
 	PGresult *sources, *res;
 
 	sources = store_run(s, STMT_STATUS_SOURCES, NULL, PGRES_TUPLES_OK);

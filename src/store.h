@@ -7,19 +7,27 @@
 
 #include "rows.h"
 
-/* vozagent.sync_state of one source; -1 / ROWS_NO_TIME / "" stand for NULL. */
+#define STATE_ANCHOR_MAX 10
+#define STATE_ANCHOR_ID_MAX 256
+
+/* vozagent.sync_state of one source; -1 / ROWS_NO_TIME / "" stand for NULL. Times in µs. */
 struct sync_state {
 	char api_order[16];
 	int64_t newest_started_at;
+	int64_t window_base_at;
 	int64_t window_offset;
 	int64_t backfill_offset;
 	int64_t backfill_run_id;
-	int backfill_done;        /* this commit completes a backfill */
+	int nanchor;              /* last ids of the last committed backfill page */
+	char anchor[STATE_ANCHOR_MAX][STATE_ANCHOR_ID_MAX];
+	int64_t last_backfill_at; /* read only: set by backfill_done */
+	int backfill_done;        /* this commit completes a backfill: mark unseen calls */
 	int pass_done;            /* this commit completes a pass */
 };
 
 struct store_stats {
 	int64_t requests, pages, records_seen, inserted, updated, rejected, warnings;
+	int64_t marked_deleted, drift_rereads;
 };
 
 struct store;
@@ -46,12 +54,16 @@ int store_run_finish(struct store *s, int64_t run_id, const char *outcome, const
 
 /*
  * One transaction: the page's rows (staged with COPY, merged into
- * vozagent.calls where they differ), the run's counters and the source's
- * cursor. rows may be NULL for a cursor-only commit. stats->inserted and
- * ->updated grow by what the merge changed.
+ * vozagent.calls where they differ, and remembered as seen when backfill is
+ * set), the run's counters and the source's cursor; when st->backfill_done,
+ * also the marking of calls the backfill did not see. rows may be NULL for a
+ * cursor-only commit. stats->inserted, ->updated and ->marked_deleted grow by
+ * what the transaction changed.
  */
 int store_commit_page(struct store *s, const char *source, int64_t run_id, struct rows *rows,
-    const struct sync_state *st, struct store_stats *stats);
+    int backfill, const struct sync_state *st, struct store_stats *stats);
+/* A backfill starts from the beginning: forget what an abandoned one had seen. */
+int store_seen_clear(struct store *s, const char *source);
 
 /* Calls of source still in progress in the mirror, except those in skip (sorted). */
 typedef int (*store_call_cb)(void *arg, const char *id, const char *contact_id);

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "buf.h"
 #include "log.h"
 #include "parse.h"
 #include "rows.h"
@@ -70,8 +72,13 @@ struct sync {
 	int64_t step;                  /* oldest-first: how far the window probe steps back */
 	int probing;                   /* oldest-first: first page, checking the start */
 	int attempt, attempts_429;
-	int64_t threshold;             /* newest mirrored - lookback, at pass start */
+	int64_t threshold;             /* window base - lookback, at pass start */
+	int64_t pass_start_newest;     /* newest mirrored when the pass started */
 	int64_t scan_newest;           /* newest call_started_at seen this scan */
+	struct buf anchor;             /* ids of the last page known to join the one before */
+	size_t nanchor;
+	int64_t gap_step;              /* stepping back over a shift; 0 = not */
+	int joined;                    /* this page listed a call of the anchor */
 	int64_t prev_started;          /* of the last record read, for order detection */
 	int64_t asc, desc;             /* neighbouring records in each order */
 	struct window_mark ring[SYNC_WINDOW_RING];
@@ -90,14 +97,101 @@ struct sync {
 const char *
 sync_mode_name(enum sync_mode mode)
 {
-	return mode == SYNC_BACKFILL ? "backfill" : "incremental";
+	return mode == SYNC_BACKFILL ? "backfill" : mode == SYNC_INCREMENTAL ? "incremental" :
+	    "auto";
 }
+
+/* Offset drift: the ids of the last page that is known to join the one before. */
+static void
+anchor_clear(struct sync *s)
+{
+	s->anchor.len = 0;
+	s->nanchor = 0;
+}
+
+static int
+anchor_contains(const struct sync *s, const char *id, size_t len)
+{
+	const char *p = s->anchor.data;
+
+	for (size_t i = 0; i < s->nanchor; i++) {
+		size_t n = strlen(p);
+		if (n == len && memcmp(p, id, len) == 0)
+			return 1;
+		p += n + 1;
+	}
+	return 0;
+}
+
+static int
+anchor_add(struct sync *s, const char *id)
+{
+	if (buf_append(&s->anchor, id, strlen(id) + 1) < 0)
+		return -1;
+	s->nanchor++;
+	return 0;
+}
+
+static void
+anchor_from_page(struct sync *s)
+{
+	/* a page of nothing but known calls keeps the anchor it had */
+	if (rows_count(s->rows) == 0)
+		return;
+	anchor_clear(s);
+	for (size_t i = 0; i < rows_count(s->rows); i++)
+		if (anchor_add(s, rows_id(s->rows, i)) < 0)
+			break; /* cannot happen within the cap; a shorter anchor is still valid */
+}
+
+/* A backfill persists the last ids of its last page, to check them on resume. */
+static void
+anchor_to_state(struct sync *s)
+{
+	size_t n = rows_count(s->rows), first = n > STATE_ANCHOR_MAX ? n - STATE_ANCHOR_MAX : 0;
+
+	if (n == 0)
+		return;
+	s->state.nanchor = 0;
+	for (size_t i = first; i < n; i++) {
+		const char *id = rows_id(s->rows, i);
+		if (strlen(id) < STATE_ANCHOR_ID_MAX)
+			snprintf(s->state.anchor[s->state.nanchor++], STATE_ANCHOR_ID_MAX, "%s", id);
+	}
+}
+
+static void
+anchor_from_state(struct sync *s)
+{
+	anchor_clear(s);
+	for (int i = 0; i < s->state.nanchor; i++)
+		anchor_add(s, s->state.anchor[i]);
+}
+
+
+
+static int anchor_contains(const struct sync *s, const char *id, size_t len);
 
 static int
 cb_record(void *arg, const struct record *rec)
 {
 	struct sync *s = arg;
-	int rc = rows_add(s->rows, rec);
+	const struct field_value *id = &rec->f[FIELD_ID];
+	const struct field_value *t = &rec->f[FIELD_CALL_STARTED_AT];
+	int64_t started;
+	int rc;
+
+	/*
+	 * A call of the page before (the overlap, or more when calls were added
+	 * ahead): it proves this page joins that one. It was merged already.
+	 */
+	if (s->nanchor > 0 && id->type == JSON_STRING && anchor_contains(s, id->text, id->len)) {
+		s->joined = 1;
+		if (t->type == JSON_STRING && rows_parse_timestamp(t->text, t->len, &started) == 0)
+			s->prev_started = started;
+		return 0;
+	}
+	rc = rows_add(s->rows, rec);
 
 	if (rc == 1)
 		log_warnx("offset %" PRId64 ": %s: skipped", s->offset, rows_reject_reason(s->rows));
@@ -131,6 +225,7 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 		return NULL;
 	}
 	s->retry_timer.data = s;
+	buf_init(&s->anchor, (size_t)cfg->page_size * (SYNC_MAX_RECORD_BYTES + 1));
 	return s;
 }
 
@@ -158,6 +253,7 @@ on_uv_timer_closed(uv_handle_t *h)
 	free(s->stale);
 	parse_free(s->parse);
 	rows_free(s->rows);
+	buf_free(&s->anchor);
 	free(s);
 }
 
@@ -256,6 +352,7 @@ sync_fetch_page(struct sync *s)
 
 	parse_reset(s->parse);
 	rows_reset(s->rows);
+	s->joined = 0;
 	sync_build_url(s, url, sizeof url);
 	log_debug("GET %s", url);
 	s->stats.requests++;
@@ -285,6 +382,8 @@ sync_start_scan(struct sync *s, enum scan_kind kind, int64_t offset)
 	s->prev_started = ROWS_NO_TIME;
 	s->asc = s->desc = 0;
 	s->ring_len = s->ring_pos = 0;
+	s->gap_step = 0;
+	anchor_clear(s);
 	s->probing = kind == SCAN_TAIL_OLDEST && offset > 0;
 	if (sync_fetch_page(s) < 0)
 		sync_finish(s, SYNC_ERR_API, "%s", s->err);
@@ -303,17 +402,50 @@ sync_order(const struct sync *s)
 	return ORDER_AUTO;
 }
 
+static int64_t
+now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* For `run`: a backfill when one is pending or a full resync is due. */
+static enum sync_mode
+sync_choose_mode(const struct sync *s)
+{
+	const struct sync_state *st = &s->state;
+	uint64_t every = s->cfg->full_resync_ms;
+
+	if (st->backfill_offset >= 0)
+		return SYNC_BACKFILL;
+	if (every > 0 && (st->last_backfill_at == ROWS_NO_TIME ||
+	    now_usec() - st->last_backfill_at >= (int64_t)every * 1000))
+		return SYNC_BACKFILL;
+	return SYNC_INCREMENTAL;
+}
+
 int
 sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 {
 	enum config_order order;
+	int64_t base;
 
 	if (s->running) {
 		snprintf(s->err, sizeof s->err, "a pass is already running");
 		return -1;
 	}
 	memset(&s->stats, 0, sizeof s->stats);
-	if (store_state_load(s->store, s->cfg->source, &s->state) < 0 ||
+	if (store_state_load(s->store, s->cfg->source, &s->state) < 0) {
+		snprintf(s->err, sizeof s->err, "%s", store_errmsg(s->store));
+		return -1;
+	}
+	if (mode == SYNC_AUTO)
+		mode = sync_choose_mode(s);
+	/* a fresh backfill must not count ids an abandoned one had seen */
+	if ((mode == SYNC_BACKFILL && s->state.backfill_offset < 0 &&
+	    store_seen_clear(s->store, s->cfg->source) < 0) ||
 	    store_run_begin(s->store, s->cfg->source, sync_mode_name(mode), &s->run_id) < 0) {
 		snprintf(s->err, sizeof s->err, "%s", store_errmsg(s->store));
 		return -1;
@@ -322,19 +454,23 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	s->done = done;
 	s->done_arg = arg;
 	s->running = 1;
-	s->threshold = s->state.newest_started_at == ROWS_NO_TIME ? ROWS_NO_TIME :
-	    s->state.newest_started_at - (int64_t)s->cfg->lookback_ms * 1000;
+	s->pass_start_newest = s->state.newest_started_at;
+	base = s->state.window_base_at != ROWS_NO_TIME ? s->state.window_base_at :
+	    s->state.newest_started_at;
+	s->threshold = base == ROWS_NO_TIME ? ROWS_NO_TIME :
+	    base - (int64_t)s->cfg->lookback_ms * 1000;
 	order = sync_order(s);
 
 	if (mode == SYNC_BACKFILL) {
 		int64_t from = s->state.backfill_offset >= 0 ? s->state.backfill_offset : 0;
-		if (from > 0)
-			log_info("resuming the interrupted backfill at offset %" PRId64, from);
 		s->state.backfill_offset = from;
 		s->state.backfill_run_id = s->run_id;
-		log_info("run %" PRId64 ": backfill of source '%s' from offset %" PRId64, s->run_id,
-		    s->cfg->source, from);
+		log_info("run %" PRId64 ": backfill of source '%s' %s %" PRId64, s->run_id,
+		    s->cfg->source, from > 0 ? "resuming at offset" : "from offset", from);
 		sync_start_scan(s, SCAN_FULL, from);
+		/* check that the resumed page still joins the last one committed */
+		if (from > 0)
+			anchor_from_state(s);
 	} else if (s->threshold == ROWS_NO_TIME || order == ORDER_AUTO) {
 		log_info("run %" PRId64 ": incremental pass of source '%s': %s, reading the whole "
 		    "list", s->run_id, s->cfg->source, s->threshold == ROWS_NO_TIME ?
@@ -441,9 +577,16 @@ sync_scan_complete_cursor(struct sync *s)
 	if (s->scan_newest != ROWS_NO_TIME && (newest == ROWS_NO_TIME || s->scan_newest > newest))
 		newest = s->scan_newest;
 	s->state.newest_started_at = newest;
+	/*
+	 * The next window starts lookback before the newest call known when this
+	 * pass began: a late call that landed behind this pass's position while it
+	 * paged is inside it.
+	 */
+	s->state.window_base_at = s->pass_start_newest != ROWS_NO_TIME ? s->pass_start_newest :
+	    newest;
 	if (newest != ROWS_NO_TIME && (s->scan == SCAN_FULL || s->scan == SCAN_TAIL_OLDEST)) {
 		/* the last page that starts before the next pass's window */
-		int64_t limit = newest - (int64_t)s->cfg->lookback_ms * 1000;
+		int64_t limit = s->state.window_base_at - (int64_t)s->cfg->lookback_ms * 1000;
 		int64_t best = -1;
 		for (unsigned i = 0; i < s->ring_len; i++)
 			if (s->ring[i].first_started < limit && s->ring[i].offset > best)
@@ -465,12 +608,14 @@ static void sync_next_scan(struct sync *s);
 static int
 sync_commit(struct sync *s)
 {
-	if (store_commit_page(s->store, s->cfg->source, s->run_id, s->rows, &s->state,
-	    &s->stats) < 0) {
+	if (store_commit_page(s->store, s->cfg->source, s->run_id, s->rows,
+	    s->mode == SYNC_BACKFILL && s->scan == SCAN_FULL, &s->state, &s->stats) < 0) {
 		sync_finish(s, SYNC_ERR_STORE, "writing the page at offset %" PRId64 " failed: %s",
 		    s->offset, store_errmsg(s->store));
 		return -1;
 	}
+	/* done once: the unseen calls are marked, and the seen set is gone */
+	s->state.backfill_done = 0;
 	return 0;
 }
 
@@ -500,6 +645,32 @@ sync_track(struct sync *s)
 	return 0;
 }
 
+/*
+ * The page lists none of the ids of the page before it: calls were deleted
+ * ahead of the pass and the list moved back under it, so calls between the
+ * two pages may have been skipped. Keep what this page holds (its calls are
+ * real), leave the cursor where it is, and step back, further each time,
+ * until a page joins the last one again.
+ */
+static void
+sync_reread(struct sync *s)
+{
+	int64_t step = s->gap_step > 0 ? s->gap_step * 2 :
+	    s->cfg->page_size > 1 ? s->cfg->page_size - 1 : 1;
+	int64_t back = s->offset > step ? s->offset - step : 0;
+
+	s->stats.drift_rereads++;
+	log_warnx("the list moved under the pass (calls deleted ahead of offset %" PRId64
+	    "): reading again from offset %" PRId64, s->offset, back);
+	if (sync_commit(s) < 0)
+		return;
+	s->gap_step = step;
+	s->prev_started = ROWS_NO_TIME;
+	s->offset = back;
+	if (sync_fetch_page(s) < 0)
+		sync_finish(s, SYNC_ERR_API, "%s", s->err);
+}
+
 /* A full page was read and the scan goes on; a short one ends the listing. */
 static void
 sync_page_done(struct sync *s)
@@ -507,25 +678,37 @@ sync_page_done(struct sync *s)
 	unsigned listed = parse_records(s->parse);
 	int last = listed < (unsigned)s->cfg->page_size;
 	int contradicts = 0;
+	/* pages overlap by one call, so each can show it joins the one before */
+	int64_t next = s->offset + listed - (s->cfg->page_size > 1 && listed > 0 ? 1 : 0);
 
 	s->stats.pages++;
 	s->stats.records_seen += listed;
 	s->stats.rejected += rows_rejected(s->rows);
 	s->stats.warnings += rows_warnings(s->rows);
-	sync_observe(s);
 	s->attempt = s->attempts_429 = 0;
 	s->state.pass_done = 0;
 	s->state.backfill_done = 0;
+	/* at offset 0 nothing lies before the page: it joins by definition */
+	if (s->nanchor > 0 && s->offset > 0 && !s->joined) {
+		sync_reread(s);
+		return;
+	}
+	sync_observe(s);
+	anchor_from_page(s);
+	s->gap_step = 0;
 
 	switch (s->scan) {
 	case SCAN_FULL:
-		if (s->mode == SYNC_BACKFILL)
-			s->state.backfill_offset = s->offset + listed;
+		if (s->mode == SYNC_BACKFILL) {
+			s->state.backfill_offset = next;
+			anchor_to_state(s);
+		}
 		if (last) {
 			sync_scan_complete_cursor(s);
 			if (s->mode == SYNC_BACKFILL) {
 				s->state.backfill_offset = -1;
 				s->state.backfill_run_id = -1;
+				s->state.nanchor = 0;
 				s->state.backfill_done = 1;
 			}
 		}
@@ -581,7 +764,7 @@ sync_page_done(struct sync *s)
 	if (sync_commit(s) < 0)
 		return;
 	if (!last) {
-		s->offset += listed;
+		s->offset = next;
 		if (sync_fetch_page(s) < 0)
 			sync_finish(s, SYNC_ERR_API, "%s", s->err);
 		return;
@@ -663,7 +846,8 @@ sync_next_scan(struct sync *s)
 	/* the pass is complete: say so in the same transaction as the cursor */
 	rows_reset(s->rows);
 	s->state.pass_done = 1;
-	if (store_commit_page(s->store, s->cfg->source, s->run_id, NULL, &s->state, &s->stats) < 0) {
+	if (store_commit_page(s->store, s->cfg->source, s->run_id, NULL, 0, &s->state,
+	    &s->stats) < 0) {
 		sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
 		return;
 	}

@@ -8,7 +8,11 @@
 #include "fetch.h"
 #include "store.h"
 
-enum sync_mode { SYNC_BACKFILL, SYNC_INCREMENTAL };
+enum sync_mode {
+	SYNC_BACKFILL,
+	SYNC_INCREMENTAL,
+	SYNC_AUTO,        /* incremental, or a backfill when one is pending or due */
+};
 
 enum sync_result {
 	SYNC_OK,

@@ -50,9 +50,11 @@ def scenario(order):
                                   N - committed))
         check(first["offset"] != 0 or first["limit"] <= 1,
               "the resumed backfill started again at offset 0 (limit %s)" % first["limit"])
-        check(fetched <= N - committed + 3 * PAGE,
-              "the resumed backfill fetched %d records; only %d were left"
-              % (fetched, N - committed))
+        # Pages overlap by one call (the daemon checks each page joins the last one),
+        # so each request re-reads one call it has already seen.
+        check(fetched <= N - committed + len(reqs) + 3 * PAGE,
+              "the resumed backfill fetched %d records in %d requests; only %d were left"
+              % (fetched, len(reqs), N - committed))
         runs = c.sync_runs()
         check(runs and runs[-1]["mode"] == "backfill" and runs[-1]["outcome"] == "ok",
               "last sync_runs row: %s" % (runs[-1:],))
