@@ -311,6 +311,451 @@ def test_determinism():
             s.stop()
 
 
+# ------------------------------------------------------------ issue 3 ----
+
+def ids(calls):
+    return [c["id"] for c in calls]
+
+
+def calls_log(s, after=0):
+    return [r for r in s.ctl("requests")["requests"]
+            if r["seq"] > after and r["path"].rstrip("/") == "/v1/calls"]
+
+
+def test_mutator():
+    s = SimProc("--seed", "11", "--calls", "400")
+    try:
+        # A page is the snapshot taken before the mutations its own request triggers.
+        s.ctl("mutator", {"seed": 1, "every": 1, "per": 1, "kinds": {"delete": 1}})
+        for off in (0, 50, 100, 350):
+            before = s.ctl("calls")
+            code, page = s.get("/v1/calls?limit=50&offset=%d" % off)
+            after = s.ctl("calls")
+            m = s.ctl("mutator")["mutations"][-1]
+            check(code == 200 and page == before[off:off + 50],
+                  "offset %d: the page shows the list before its own mutation" % off)
+            check(ids(after) == [i for i in ids(before) if i != m["id"]] and
+                  before[int(m["pos"])]["id"] == m["id"],
+                  "offset %d: exactly the logged call deleted, at its logged position" % off)
+            check(m["seq"] == calls_log(s)[-1]["seq"], "mutation carries the request's seq")
+            rel = "behind" if m["pos"] < off else "in_page" if m["pos"] < off + 50 else "ahead"
+            check(m["rel"] == rel, "rel %s for pos %d offset %d" % (m["rel"], m["pos"], off))
+        # A faulted request counts too; control calls do not.
+        s.ctl("faults", {"queue": ["503"]})
+        n0 = s.ctl("mutator")["total"]
+        code, _ = s.get("/v1/calls?limit=5")
+        m = s.ctl("mutator")
+        check(code == 503 and m["total"] == n0 + 1 and m["mutations"][-1]["rel"] is not None and
+              m["mutations"][-1]["seq"] == calls_log(s)[-1]["seq"],
+              "a faulted request triggers its mutations: %s" % m["mutations"][-1])
+        s.ctl("mutator", {"off": True})
+        n0 = s.ctl("mutator")["total"]
+        s.get("/v1/calls?limit=5")
+        m = s.ctl("mutator")
+        check(not m["active"] and m["total"] == n0 and m["mutations"], "off: no more, log kept")
+
+        # every / per / max, all kinds, deletes behind and ahead of the pass.
+        init = s.ctl("calls")
+        init_by = {c["id"]: c for c in init}
+        newest0 = max(start(c) for c in init)
+        seq0 = s.ctl("state")["requests"] and calls_log(s)[-1]["seq"]
+        cfg = {"seed": 42, "every": 3, "per": 2, "max": 60, "late_within_seconds": 1800,
+               "kinds": {"new": 1, "late": 1, "finish": 1, "delete": 3, "update_old": 1}}
+        r = s.ctl("mutator", cfg)
+        check(r["active"] and r["total"] == 0 and r["config"]["every"] == 3, "configured: %s" % r)
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+        for i in range(100):
+            s.req("GET", "/v1/calls?limit=20&offset=%d" % ((i * 20) % 400), conn=c)
+        c.close()
+        m = s.ctl("mutator")
+        muts = m["mutations"]
+        check(m["total"] == 60 == len(muts) == sum(m["counts"].values()) and not m["active"],
+              "max 60 then inactive: %s %s" % (m["total"], m["counts"]))
+        check(all(m["counts"][k] > 0 for k in vs.MUTATION_KINDS), "every kind: %s" % m["counts"])
+        check(m["requests_counted"] == 90, "stopped counting at max: %s" % m["requests_counted"])
+        log = calls_log(s, seq0)
+        trig = [x["seq"] for x in log[2::3]]
+        check([mu["seq"] for mu in muts] == [q for q in trig for _ in (0, 1)][:60],
+              "2 mutations after every 3rd request")
+        rels = {mu["rel"] for mu in muts if mu["kind"] == "delete"}
+        check({"behind", "ahead"} <= rels, "deletes behind and ahead of the pass: %s" % rels)
+        final = s.ctl("calls")
+        fin = {x["id"]: x for x in final}
+        gone = {mu["id"] for mu in muts if mu["kind"] == "delete"}
+        born = [mu["id"] for mu in muts if mu["kind"] in ("new", "late")]
+        check(set(fin) == (set(init_by) | set(born)) - gone, "final ids = initial + added - deleted")
+        for mu in muts:
+            cur = fin.get(mu["id"])
+            if mu["kind"] == "new":
+                check(vs.parse_ts(mu["started_at"]) > newest0, "new: after the newest")
+            elif mu["kind"] == "late":
+                t = vs.parse_ts(mu["started_at"])
+                check(newest0 - 1800 * 10**6 <= t < max(start(x) for x in final),
+                      "late: within 1800 s before the newest")
+            elif mu["kind"] == "finish" and cur is not None:
+                check(cur["call_status"] == mu["status"] in ("completed", "failed") and
+                      cur.get("call_ended_at") and cur.get("duration_seconds") is not None,
+                      "finish: %s" % cur)
+            elif mu["kind"] == "update_old" and cur is not None:
+                old = init_by.get(mu["id"])
+                check(old is not None and old["call_status"] in ("completed", "failed") and
+                      newest0 - start(old) >= 86400 * 10**6 and
+                      cur.get(mu["field"]) != old.get(mu["field"]) and
+                      {k: v for k, v in cur.items() if k != mu["field"]} ==
+                      {k: v for k, v in old.items() if k != mu["field"]},
+                      "update_old edits one field of an old finished call: %s" % mu)
+
+        # delete_window: deletions near the page, on both sides.
+        s.ctl("mutator", {"seed": 3, "every": 1, "per": 1, "kinds": {"delete": 1},
+                          "delete_window": 5})
+        for off in range(100, 300, 10):
+            s.get("/v1/calls?limit=10&offset=%d" % off)
+        muts = s.ctl("mutator")["mutations"]
+        offs = list(range(100, 300, 10))
+        check(len(muts) == 20 and
+              all(o - 5 <= mu["pos"] < o + 15 for mu, o in zip(muts, offs)),
+              "delete_window 5: %s" % [(mu["pos"], o) for mu, o in zip(muts, offs)])
+        check({"behind", "in_page", "ahead"} <= {mu["rel"] for mu in muts},
+              "window deletes on both sides")
+
+        # Timed mode.
+        n = len(s.ctl("calls"))
+        s.ctl("mutator", {"seed": 1, "interval_ms": 30, "per": 1, "kinds": {"new": 1},
+                          "max": 4})
+        t = time.monotonic()
+        while s.ctl("mutator")["active"] and time.monotonic() - t < 5:
+            time.sleep(0.05)
+        m = s.ctl("mutator")
+        check(not m["active"] and m["counts"]["new"] == 4 and len(s.ctl("calls")) == n + 4,
+              "timed mutator: %s" % m["counts"])
+
+        for bad in ({"every": 1, "interval_ms": 10}, {}, {"every": 0},
+                    {"every": 1, "kinds": {"explode": 1}}, {"every": 1, "kinds": {"new": 0}},
+                    {"every": 1, "bogus": 1}, {"every": 1, "max": -1}, {"off": True, "every": 1}):
+            code, text, _ = s.req("POST", "/_control/mutator", bad)
+            check(code == 400 and "error" in json.loads(text), "bad mutator %s -> 400" % bad)
+    finally:
+        s.stop()
+
+
+def test_mutator_determinism():
+    """Same seed, same requests: the same mutations and the same data, in either order."""
+    runs = []
+    for order in ("newest_first", "newest_first", "oldest_first"):
+        s = SimProc("--seed", "21", "--calls", "250", "--order", order)
+        try:
+            s.ctl("mutator", {"seed": 9, "every": 2, "per": 3, "late_within_seconds": 600,
+                              "kinds": {"new": 2, "late": 1, "finish": 1, "delete": 2,
+                                        "update_old": 1}})
+            for off in (0, 40, 80, 120, 160, 200, 240, 0, 40, 80):
+                s.get("/v1/calls?limit=40&offset=%d" % off)
+            m = s.ctl("mutator")
+            s.ctl("config", {"order": "oldest_first"})
+            runs.append(([{k: v for k, v in mu.items() if k not in ("time", "pos", "rel")}
+                          for mu in m["mutations"]], s.req("GET", "/_control/calls")[1]))
+        finally:
+            s.stop()
+    check(runs[0] == runs[1] and len(runs[0][0]) == 15, "mutator replays for a seed")
+    check(runs[0] == runs[2], "the same mutations whatever the order")
+
+
+def test_in_progress_dist():
+    s = SimProc("--seed", "4", "--calls", "20000", "--in-progress-recent", "100",
+                "--in-progress-stuck", "5")
+    try:
+        full = s.ctl("calls")
+        newest = max(start(c) for c in full)
+        idx = [i for i, c in enumerate(full) if c["call_status"] == "in-progress"]
+        recent = [i for i in idx if i >= len(full) - 102]
+        stuck = [i for i in idx if i < len(full) - 102]
+        check(len(full) == 20000 and 15 <= len(recent) <= 50,
+              "about 30%% of the 100 newest in progress: %d" % len(recent))
+        check(len(stuck) == 5 and all(newest - start(full[i]) >= 2 * 86400 * 10**6
+                                      for i in stuck), "5 calls stuck for days: %s" % stuck)
+        inprog = s.page_all(100, "&status=in-progress")
+        check(inprog == [full[i] for i in idx] and len(inprog) <= 200,
+              "in-progress listing fits in two pages: %d" % len(inprog))
+        st = s.ctl("state")
+        check(st["in_progress"] == len(idx) and st["generation"]["in_progress_recent"] == 100,
+              "state: %s" % st["generation"])
+        s.ctl("reset", {"seed": 9, "calls": 3000, "in_progress_recent": 50,
+                        "in_progress_stuck": 3, "in_progress_fraction": 1.0})
+        full = s.ctl("calls")
+        idx = [i for i, c in enumerate(full) if c["call_status"] == "in-progress"]
+        check(len(idx) == 53 and idx[3:] == list(range(2950, 3000)),
+              "reset keys: the 50 newest and 3 stuck: %d" % len(idx))
+        s.ctl("reset", {"seed": 9, "calls": 3000})
+        full = s.ctl("calls")
+        idx = [i for i, c in enumerate(full) if c["call_status"] == "in-progress"]
+        check(len([i for i in idx if i < 2898]) == 5 and len(idx) < 60,
+              "reset without the keys keeps the command line's distribution")
+        s.ctl("reset", {"seed": 9, "calls": 300, "in_progress_recent": None,
+                        "in_progress_stuck": None})
+        want = "[\n" + ",\n".join(vs.CallStore(9, 300).all_texts("oldest_first")) + "\n]\n"
+        check(s.req("GET", "/_control/calls")[1] == want, "null keys: the default distribution")
+        code, text, _ = s.req("POST", "/_control/reset", {"calls": 10, "in_progress_recent": -1})
+        check(code == 400, "bad distribution rejected")
+    finally:
+        s.stop()
+    p = subprocess.run([sys.executable, SIM, "--in-progress-fraction", "0.5"],
+                       capture_output=True, timeout=10)
+    check(p.returncode == 2 and b"in-progress-recent" in p.stderr, "fraction alone: usage error")
+
+
+# ------------------------------------------------------------ issue 4 ----
+
+def raw_request(port, path, timeout=10, deadline=None):
+    """Send one GET on a raw socket, read until EOF, error or deadline.
+    -> (bytes received, exception or None, [recv sizes])"""
+    so = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    so.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                "Connection: close\r\n\r\n" % (path, TOKEN)).encode())
+    data, err, sizes = b"", None, []
+    end = None if deadline is None else time.monotonic() + deadline
+    try:
+        while end is None or time.monotonic() < end:
+            b = so.recv(65536)
+            if not b:
+                break
+            data += b
+            sizes.append(len(b))
+    except OSError as e:
+        err = e
+    so.close()
+    return data, err, sizes
+
+
+def split_head(data):
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.search(rb"Content-Length: (\d+)", head)
+    return head, body, (int(m.group(1)) if m else None)
+
+
+def test_faults():
+    s = SimProc("--seed", "8", "--calls", "300")
+    try:
+        q = lambda *f: s.ctl("faults", {"queue": list(f)})   # noqa: E731
+        normal = s.req("GET", "/v1/calls?limit=30")[1].encode()
+        s.ctl("requests/clear", {})
+
+        # HTTP status faults.
+        q("401", "403", "400", "500", "503", {"kind": "429", "retry_after": "2"},
+          {"kind": "429", "retry_after": "Wed, 21 Oct 2015 07:28:00 GMT"},
+          {"kind": "429", "retry_after": None}, {"kind": "503", "retry_after": 7}, "502", "504")
+        for want, ra, ctype in ((401, None, "json"), (403, None, "json"), (400, None, "json"),
+                                (500, None, "json"), (503, None, "json"), (429, "2", "json"),
+                                (429, "Wed, 21 Oct 2015 07:28:00 GMT", "json"),
+                                (429, None, "json"), (503, "7", "json"), (502, None, "html"),
+                                (504, None, "html")):
+            code, text, r = s.req("GET", "/v1/calls?limit=30")
+            ok = code == want and r.getheader("Retry-After") == ra
+            if ctype == "json":
+                ok = ok and isinstance(json.loads(text).get("error"), str)
+            else:
+                ok = ok and "text/html" in r.getheader("Content-Type") and "<html>" in text
+            check(ok, "fault %d: %s %s %s" % (want, code, r.getheader("Retry-After"), text[:80]))
+        code, text, _ = s.req("GET", "/v1/calls?limit=30")
+        check(code == 200 and text.encode() == normal, "after the queue: normal pages")
+        log = calls_log(s)
+        check([x["fault"] for x in log] == ["401", "403", "400", "500", "503", "429", "429",
+                                            "429", "503", "502", "504", None] and
+              [x["status"] for x in log][:3] == [401, 403, 400], "faults in the request log")
+
+        # Only a request that would get a page consumes a fault.
+        q("503")
+        check(s.get("/v1/calls?limit=500")[0] == 400 and
+              s.get("/v1/calls", token="nope")[0] == 401 and
+              s.get("/v1/calls?limit=3")[0] == 503 and s.get("/v1/calls?limit=3")[0] == 200,
+              "400/401 from the simulator do not consume a fault")
+
+        # reset: RST, no answer.
+        q("reset", "reset")
+        data, err, _ = raw_request(s.port, "/v1/calls?limit=30")
+        check(data == b"" and isinstance(err, ConnectionResetError), "reset: RST (%r)" % err)
+        try:
+            s.req("GET", "/v1/calls?limit=30")
+            check(False, "reset: http.client got an answer")
+        except ConnectionResetError:
+            pass            # RemoteDisconnected is one too
+
+        # hang: a client timeout fires; other requests are served meanwhile.
+        q({"kind": "hang", "seconds": 30})
+        t = time.monotonic()
+        hc = http.client.HTTPConnection("127.0.0.1", s.port, timeout=0.5)
+        try:
+            hc.request("GET", "/v1/calls?limit=30", headers={"Authorization": "Bearer " + TOKEN})
+            hc.getresponse()
+            check(False, "hang: got an answer")
+        except socket.timeout:
+            check(time.monotonic() - t >= 0.45, "hang: the client timed out")
+        t = time.monotonic()
+        code, text, _ = s.req("GET", "/v1/calls?limit=30")
+        check(code == 200 and time.monotonic() - t < 2, "hang does not block other requests")
+        hc.close()
+        t = time.monotonic()
+        while time.monotonic() - t < 5:
+            out = [x for x in s.ctl("faults")["injected"] if x["kind"] == "hang"][-1]["outcome"]
+            if out and "client closed" in out:
+                break
+            time.sleep(0.1)
+        check("client closed" in (out or ""), "hang notices the client leaving: %s" % out)
+        q({"kind": "hang", "seconds": 1})
+        t = time.monotonic()
+        data, err, _ = raw_request(s.port, "/v1/calls?limit=30", timeout=10)
+        check(data == b"" and err is None and 0.9 <= time.monotonic() - t < 5,
+              "hang with a cap: closed with no answer after ~1 s (%r, %.2f s)"
+              % (err, time.monotonic() - t))
+
+        # slow: the whole page, trickled.
+        q({"kind": "slow", "bytes_per_second": 8000})
+        t = time.monotonic()
+        data, err, sizes = raw_request(s.port, "/v1/calls?limit=30")
+        el = time.monotonic() - t
+        head, body, cl = split_head(data)
+        check(err is None and body == normal and cl == len(normal) and
+              el >= 0.8 * len(normal) / 8000 and len(sizes) >= 5,
+              "slow: full page in %.2f s, %d pieces, %d bytes" % (el, len(sizes), len(body)))
+        q({"kind": "slow", "bytes_per_second": 200})
+        data, err, sizes = raw_request(s.port, "/v1/calls?limit=30", timeout=0.3, deadline=0.6)
+        head, body, cl = split_head(data)
+        check(err is None and cl == len(normal) and 0 < len(body) < 400,
+              "slow: no single read times out, but a 0.6 s deadline gets %d of %d bytes"
+              % (len(body), cl or 0))
+        t = time.monotonic()
+        while time.monotonic() - t < 5:
+            out = [x for x in s.ctl("faults")["injected"] if x["kind"] == "slow"][-1]["outcome"]
+            if out and "went away" in out:
+                break
+            time.sleep(0.1)
+        check("went away" in (out or ""), "slow: the client left: %s" % out)
+
+        # cut: full Content-Length, part of the body, then EOF (or RST).
+        q("cut", "cut")
+        data, err, _ = raw_request(s.port, "/v1/calls?limit=30")
+        head, body, cl = split_head(data)
+        check(err is None and cl == len(normal) and 0 < len(body) < cl and
+              normal.startswith(body) and body.count(b'"id"') >= 2,
+              "cut: %d of %d bytes, a prefix of the page" % (len(body), cl or 0))
+        try:
+            s.req("GET", "/v1/calls?limit=30")
+            check(False, "cut: http.client read a whole body")
+        except http.client.IncompleteRead:
+            pass
+        q({"kind": "cut", "transfer": "chunked", "rst": True, "fraction": 0.3})
+        data, err, _ = raw_request(s.port, "/v1/calls?limit=30")
+        head, body, cl = split_head(data)
+        check(b"chunked" in head and not body.endswith(b"0\r\n\r\n") and
+              (err is None or isinstance(err, ConnectionResetError)),
+              "cut chunked + RST: %r %r" % (err, body[-20:]))
+
+        # 200 bodies that are not a page.
+        q("html", "json_error", "invalid_json", "not_objects")
+        code, text, r = s.req("GET", "/v1/calls?limit=30")
+        check(code == 200 and r.getheader("Content-Type").startswith("text/html") and
+              text.startswith("<!DOCTYPE html>"), "html")
+        code, body = s.get("/v1/calls?limit=30")
+        check(code == 200 and body == {"error": "internal"}, "json_error: %s" % body)
+        code, text, _ = s.req("GET", "/v1/calls?limit=30")
+        try:
+            json.loads(text)
+            check(False, "invalid_json parsed")
+        except ValueError:
+            check(code == 200 and text.startswith("[") and text.count('"id"') >= 30,
+                  "invalid_json starts like the page")
+        code, body = s.get("/v1/calls?limit=30")
+        check(code == 200 and body == [1, 2, 3], "not_objects: %s" % body)
+
+        # huge: a valid array larger than the limit, streamed.
+        for spec in ({"kind": "huge", "bytes": 3000000},
+                     {"kind": "huge", "bytes": 2000000, "transfer": "chunked"}):
+            q(spec)
+            code, text, r = s.req("GET", "/v1/calls?limit=30")
+            page = json.loads(text)
+            check(code == 200 and len(text.encode()) > spec["bytes"] and len(page) == 31 and
+                  json.dumps(page[:30]) == json.dumps(json.loads(normal)) and
+                  len(page[-1]["padding"]) > spec["bytes"] - 20000,
+                  "huge %s: %d bytes" % (spec, len(text)))
+
+        # bad_records: the page plus a record without id, a numeric id and a duplicate.
+        q("bad_records")
+        code, page = s.get("/v1/calls?limit=30")
+        real = json.loads(normal, parse_float=Decimal, parse_int=Decimal)
+        idl = [c.get("id") for c in page]
+        check(code == 200 and len(page) == 33 and idl.count(None) == 1 and
+              sum(1 for i in idl if isinstance(i, Decimal)) == 1 and
+              len([i for i in idl if isinstance(i, str)]) == 31 and
+              len({i for i in idl if isinstance(i, str)}) == 30 and
+              [c for c in page if isinstance(c.get("id"), str)][:30] == real,
+              "bad_records: %s" % idl[:3])
+
+        # nul: NUL in keys and values, a 1 MiB string, deep nesting; still valid JSON.
+        q("nul", {"kind": "nul", "nul_in_id": True, "depth": 300, "string_bytes": 100000})
+        code, text, _ = s.req("GET", "/v1/calls?limit=30")
+        page = json.loads(text)
+
+        def depth(v):
+            if isinstance(v, dict):
+                return 1 + max([depth(x) for x in v.values()] or [0])
+            if isinstance(v, list):
+                return 1 + max([depth(x) for x in v] or [0])
+            return 0
+        extra = page[30:]
+        check(code == 200 and json.dumps(page[:30]) == json.dumps(json.loads(normal)) and
+              any("\0" in k for c in extra for k in c) and
+              any(isinstance(v, str) and "\0" in v for c in extra for v in c.values()) and
+              any(isinstance(v, str) and len(v.encode()) >= 1 << 20
+                  for c in extra for v in c.values()) and
+              max(depth(c) for c in extra) >= 200 and "\\u0000" in text,
+              "nul: hostile records after the page")
+        code, text, _ = s.req("GET", "/v1/calls?limit=30")
+        page = json.loads(text)
+        check(any("\0" in c["id"] for c in page[30:]) and
+              max(depth(c) for c in page[30:]) >= 300, "nul with nul_in_id and depth 300")
+
+        rep = s.ctl("faults")
+        kinds = [x["kind"] for x in rep["injected"]]
+        check(kinds[-3:] == ["bad_records", "nul", "nul"] and rep["counts"]["cut"] == 3 and
+              rep["queue"] == [] and all(x["outcome"] for x in rep["injected"]),
+              "GET /_control/faults reports: %s" % rep["counts"])
+
+        # Random rate: seeded, reproducible.
+        patterns = []
+        for _ in range(2):
+            s.ctl("faults", {"clear": True})
+            s.ctl("faults", {"rate": 0.3, "seed": 5, "kinds": ["500", "503", "html"]})
+            seq0 = calls_log(s)[-1]["seq"]
+            for i in range(60):
+                s.req("GET", "/v1/calls?limit=5&offset=%d" % i)
+            patterns.append([x["fault"] for x in calls_log(s, seq0)])
+        hit = [f for f in patterns[0] if f]
+        check(patterns[0] == patterns[1] and 8 <= len(hit) <= 30 and
+              set(hit) == {"500", "503", "html"}, "rate 0.3: %d of 60, reproducible" % len(hit))
+        rep = s.ctl("faults")
+        check(all(x["source"] == "rate" for x in rep["injected"]) and
+              len(rep["injected"]) == len(hit), "rate faults reported")
+        s.ctl("faults", {"rate": 1.0, "kinds": ["500"]})
+        s.ctl("faults", {"queue": ["503"]})
+        check([s.get("/v1/calls?limit=1")[0] for _ in range(3)] == [503, 500, 500],
+              "the queue goes before the rate")
+        s.ctl("faults", {"rate": 1.0, "seed": 2})
+        check([k["kind"] for k in s.ctl("faults")["rate"]["kinds"]] ==
+              list(vs.DEFAULT_RANDOM_FAULTS), "default random kinds")
+        s.ctl("faults", {"queue": ["500"]})
+        s.ctl("faults", {"queue": ["502"], "append": True})
+        check([k["kind"] for k in s.ctl("faults")["queue"]] == ["500", "502"], "append")
+        r = s.ctl("faults", {"clear": True})
+        check(r == {"queue": [], "rate": None, "injected": [], "counts": {}} and
+              s.get("/v1/calls?limit=1")[0] == 200, "clear")
+        for bad in ({"queue": ["boom"]}, {"queue": [{"kind": "hang", "seconds": -1}]},
+                    {"queue": [{"kind": "500", "retry_after": 1.5}]},
+                    {"queue": [{"kind": "reset", "x": 1}]}, {"rate": 2}, {"seed": 1},
+                    {"queue": "500"}, {"whatever": 1}, {"clear": 1}):
+            code, text, _ = s.req("POST", "/_control/faults", bad)
+            check(code == 400 and "error" in json.loads(text), "bad faults %s -> 400" % bad)
+    finally:
+        s.stop()
+
+
 def main():
     s = SimProc("--seed", "3", "--calls", "300")
     try:
@@ -319,8 +764,12 @@ def main():
             t(s)
     finally:
         s.stop()
-    print("-- test_determinism", flush=True)
-    test_determinism()
+    for t in (test_determinism, test_mutator, test_mutator_determinism, test_in_progress_dist,
+              test_faults):
+        print("--", t.__name__, flush=True)
+        t0 = time.monotonic()
+        t()
+        print("   %.1f s" % (time.monotonic() - t0), flush=True)
     print("%d failure(s)" % len(failures))
     sys.exit(1 if failures else 0)
 

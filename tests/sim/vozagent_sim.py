@@ -18,7 +18,8 @@ Control interface (no auth, JSON in and out; errors are 400 {"error": ...})
   GET  /_control/calls            every call, API order, records exactly as served
                                   (a bare array, like /v1/calls without paging)
   GET  /_control/state            {"order", "count", "in_progress", "newest_started_at",
-                                   "config", "requests"}
+                                   "generation", "config", "requests", "mutator",
+                                   "faults"}
   POST /_control/add              {"count": N [, "in_progress": 0.3]}  N calls after the newest
                                   {"late": N, "within_seconds": S}     N calls started up to S s
                                                                        before the newest one
@@ -40,28 +41,133 @@ Control interface (no auth, JSON in and out; errors are 400 {"error": ...})
                                   -> {"config": {...}}
   GET  /_control/requests         -> {"requests": [{"seq", "time", "method", "path",
                                   "params", "limit", "offset", "status", "returned",
-                                  "auth", "client", "fault", "elapsed_ms"}, ...]}
-                                  (every request to /v1/..., oldest first)
+                                  "auth", "client", "fault", "fault_source", "fault_spec",
+                                  "fault_outcome", "elapsed_ms"}, ...]}
+                                  (every request to /v1/..., oldest first; status null when
+                                  a fault sent no answer; fault = the fault kind or null)
   POST /_control/requests/clear   -> {"cleared": N}
-  POST /_control/reset            {"seed": N, "calls": N} regenerate -> {"count": N}
+  POST /_control/reset            {"seed": N, "calls": N [, "in_progress_recent": N,
+                                  "in_progress_stuck": M, "in_progress_fraction": F]}
+                                  regenerate -> {"count": N}. The in_progress_* keys are
+                                  those of the command line; absent: the command line's
+                                  values; null: the default distribution. Leaves config,
+                                  mutator and faults alone.
 
-Data is deterministic for a seed (and a given sequence of control calls).
+In-progress distribution (--in-progress-recent N --in-progress-stuck M
+[--in-progress-fraction F], or the reset keys)
+  Default: every generated call is in progress with probability 0.10 whatever its age (plus
+  two old ones guaranteed). With N and/or M: only the N newest calls may be in progress, each
+  with probability F (default 0.3), plus M older calls stuck in progress, started at least 2
+  days before the newest (or the oldest ones if the history is shorter). E.g. --calls 20000
+  --in-progress-recent 100 --in-progress-stuck 5 lists ~35 calls for status=in-progress.
 
-Extension points for later issues: every data change goes through CallStore
-methods under one lock, so a background mutator (live changes while a pass
-pages) can call them too; /v1/calls answers go through Handler._serve_calls,
-whose fault_for() step is where a fault queue / random fault rate plugs in.
+Live mutation while a pass pages (issue 3)
+  POST /_control/mutator  {"seed": N, "every": K, "per": M,
+                           "kinds": {"new": w1, "late": w2, "finish": w3, "delete": w4,
+                                     "update_old": w5},
+                           "late_within_seconds": S, "max": TOTAL, ...}
+                          or {"seed", "interval_ms": T, "per", "kinds", ...} (timed)
+                          or {"off": true}                 -> the report below
+    every K     per-request mode: every request to /v1/calls counts (whatever its answer:
+                pages, 400/401, injected faults); right after the K-th, 2K-th, ... request's
+                answer is decided - for a page, atomically with taking its snapshot - M
+                mutations are applied. That page never shows them; every request decided
+                later does. So they land between pages. Control calls do not count.
+    interval_ms timed mode instead: a background thread applies M mutations every T ms.
+    per         mutations per turn (default 1); max: stop after TOTAL (default: never).
+    kinds       weights (default new, late, finish, delete 1 each; update_old 0). A kind with
+                nothing to act on (no call in progress, no old finished call) is not drawn.
+                new      a call after the newest one (in progress with probability
+                         "in_progress", default 0.3)
+                late     a call started up to late_within_seconds (default 3600) before the
+                         newest: it lands inside the list, behind newer calls
+                finish   a random in-progress call completes or fails (end, duration,
+                         booking, qualification filled in)
+                delete   a random call anywhere in the list (ahead of or behind the pass);
+                         with "delete_window": W (default 0 = anywhere), a share
+                         "delete_near" (default 1.0) of deletions instead hit within W
+                         positions of the triggering request's page, in the list it paged
+                update_old  one field of a finished call started more than
+                         old_before_seconds (default 86400) before the newest is edited:
+                         only a full reconciliation sees it
+    Deterministic: the mutator has its own random stream (from seed), so the same seed and
+    the same requests give the same mutations, in either order. (Re)configuring starts afresh
+    (counts, log); {"off": true} stops it and keeps its log.
+  GET  /_control/mutator  {"active", "config", "requests_counted", "total", "skipped",
+                           "counts": {"new": n, "late": n, "finish": n, "delete": n,
+                                      "update_old": n},
+                           "mutations": [{"n", "kind", "id", "seq", "time", "pos", "rel",
+                                          "started_at" [, "status" | "field"]}, ...]}
+    seq: the request after which it was applied (timed: the last request logged); pos: the
+    call's position in the whole list, API order (a deleted call: where it was); rel: where
+    it is relative to the triggering request's page, in the list that request paged
+    ("behind" = before its offset, "in_page", "ahead"; null in timed mode, for a request
+    that was not a valid page request, or a call no longer in that filtered list).
+
+Fault injection (issue 4)
+  POST /_control/faults   {"queue": [fault, ...] [, "append": true]}
+                          {"rate": 0.15, "seed": N [, "kinds": [fault, ...]]}
+                          {"clear": true}                  (may be combined) -> report
+    A fault is a kind ("503") or an object {"kind": "429", "retry_after": "2"}. The queue
+    (replaced unless "append") gives the next requests their faults, one each, in order;
+    when it is empty a request gets a fault with probability rate, drawn from kinds
+    (uniformly; repeat a kind to weight it; default: 429, 500, 502, 503, 504, reset, cut, html, json_error, invalid_json, not_objects) from a stream seeded with seed.
+    Only a /v1/calls request that would otherwise get a 200 page consumes a fault (the
+    simulator's own 400/401 do not); a fault takes the whole request, the next one is served
+    normally unless the queue or rate says otherwise. clear: no queue, no rate, empty
+    report. Kinds and their parameters (defaults):
+      400 401 403 500 503      JSON {"error", "message"} body ("message" to override;
+                               503 takes "retry_after" too, default none)
+      429                      JSON body, Retry-After: retry_after ("1"; seconds or an
+                               HTTP-date string; null = no header)
+      502 504                  an HTML proxy error page
+      reset                    no answer: the connection is closed with a TCP RST
+                               (SO_LINGER 0)
+      hang                     no answer: the connection is held until the client closes
+                               it or "seconds" (120) pass, then closed; other requests go on
+      slow                     the real page, full Content-Length, trickled at
+                               "bytes_per_second" (256): no single read stalls long
+      cut                      headers for the whole page (Content-Length, or chunked per
+                               "transfer"), then "fraction" (0.5) of the body, then close
+                               (FIN, or RST with "rst": true)
+      html                     200 text/html error page
+      json_error               200 {"error": "internal"}
+      invalid_json             200: the page's records, then a broken record and no "]"
+      not_objects              200 [1, 2, 3]
+      huge                     200: a valid array bigger than "bytes" (64 MiB): the page
+                               plus a record with a huge "padding" string, generated as sent
+      bad_records              200: the page plus a record without id (first), one with a
+                               numeric id (middle) and a copy of the page's first record
+                               (last): 3 more records than the page
+      nul                      200: the page plus 3 hostile, valid records (ids
+                               call-00000000-0000-0000-0a0N): NUL in keys and values, a
+                               "string_bytes" (1 MiB) string, "depth" (200) levels of
+                               nesting; "nul_in_id": true adds a 4th with a NUL in its id.
+                               They exist only in that answer.
+  GET  /_control/faults   {"queue": [pending specs], "rate": {...} | null,
+                           "injected": [{"seq", "kind", "source": "queue|rate", "spec",
+                                         "status", "outcome"}, ...],
+                           "counts": {kind: n}}
+    outcome says what happened on the wire (e.g. "client closed after 0.50 s",
+    "cut after 768 of 1536 body bytes (Content-Length, FIN)").
+
+Data is deterministic for a seed (and a given sequence of control calls and requests).
+Every data change goes through CallStore under one lock; /v1/calls answers go through
+Handler._serve_calls.
 """
 
 import argparse
 import bisect
+import copy
 import datetime as dt
 import json
 import os
 import random
 import re
+import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -75,6 +181,8 @@ ORDERS = ("oldest_first", "newest_first")
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 50
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+DEFAULT_RECENT_FRACTION = 0.3          # --in-progress-fraction
+STUCK_MIN_AGE_US = 2 * 86400 * 10**6   # stuck calls started >= 2 days before the newest
 
 _TS_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
@@ -351,38 +459,68 @@ class Entry:
 class CallStore:
     """All calls, kept sorted oldest first; every method takes the lock."""
 
-    def __init__(self, seed, ncalls):
+    def __init__(self, seed, ncalls, dist=None):
         self.lock = threading.RLock()
-        self.reset(seed, ncalls)
+        self.reset(seed, ncalls, dist)
 
-    def reset(self, seed, ncalls):
+    def reset(self, seed, ncalls, dist=None):
+        """Regenerate ncalls calls for seed.
+
+        dist None (default): every call is in progress with probability 0.10, whatever its age
+        (plus two guaranteed old ones). dist {"recent": N, "stuck": M, "fraction": F}: only the
+        N newest calls may be in progress (each with probability F), plus M calls older than
+        them, started at least STUCK_MIN_AGE before the newest, stuck in progress."""
         with self.lock:
             self.gen = Generator(seed)
             self.entries = []          # sorted by key
             self.keys = []             # parallel to entries, for bisect
             self.by_id = {}
             self.uid = 0
+            self.generation = {"seed": seed, "calls": ncalls,
+                               "in_progress_recent": dist and dist.get("recent"),
+                               "in_progress_stuck": dist and dist.get("stuck"),
+                               "in_progress_fraction": dist and dist.get("fraction")}
             t = self.gen.base_us
-            for i in range(ncalls):
-                # Guarantee a few old unfinished calls even in a small data set.
-                in_prog = self.gen.rng.random() < 0.10 or (i in (2, ncalls // 4) and ncalls >= 10)
-                self._insert(self.gen.record(self.gen.new_id(self.by_id), t, in_prog), t)
+            if dist is None:
+                for i in range(ncalls):
+                    # Guarantee a few old unfinished calls even in a small data set.
+                    in_prog = self.gen.rng.random() < 0.10 or (i in (2, ncalls // 4) and
+                                                               ncalls >= 10)
+                    self._insert(self.gen.record(self.gen.new_id(self.by_id), t, in_prog), t)
+                    t += self.gen.gap_us()
+                return len(self.entries)
+            rng = self.gen.rng
+            recent, stuck = dist.get("recent") or 0, dist.get("stuck") or 0
+            frac = dist.get("fraction")
+            frac = DEFAULT_RECENT_FRACTION if frac is None else frac
+            times = []
+            for _ in range(ncalls):
+                times.append(t)
                 t += self.gen.gap_us()
+            first_recent = max(0, ncalls - recent)
+            newest = times[-1] if times else t
+            pool = [i for i in range(first_recent) if newest - times[i] >= STUCK_MIN_AGE_US]
+            if len(pool) < stuck:          # a short history: take the oldest calls instead
+                pool = list(range(first_recent))
+            stuck_idx = set(rng.sample(pool, min(stuck, len(pool))))
+            for i, t in enumerate(times):
+                in_prog = i in stuck_idx or (i >= first_recent and rng.random() < frac)
+                self._insert(self.gen.record(self.gen.new_id(self.by_id), t, in_prog), t)
             return len(self.entries)
 
     # -- internals (lock held) --
 
-    def _make(self, obj, start_us, text=None):
+    def _make(self, obj, start_us, text=None, gen=None):
         self.uid += 1
-        ascii_only = self.gen.rng.random() < 0.25
+        ascii_only = (gen or self.gen).rng.random() < 0.25
         if text is None:
             text = jdump(obj, ascii_only, compact=not ascii_only)
         rid = obj.get("id") if isinstance(obj, dict) else None
         key = (start_us, rid if isinstance(rid, str) else "", self.uid)
         return Entry(self.uid, key, obj, text, ascii_only)
 
-    def _insert(self, obj, start_us, text=None):
-        return self._place(self._make(obj, start_us, text))
+    def _insert(self, obj, start_us, text=None, gen=None):
+        return self._place(self._make(obj, start_us, text, gen))
 
     def _place(self, e):
         i = bisect.bisect(self.keys, e.key)
@@ -444,24 +582,24 @@ class CallStore:
     def all_texts(self, order):
         return self.page(order, 0, len(self.entries) + 1, None)
 
-    def add_new(self, count, in_progress=0.3):
+    def add_new(self, count, in_progress=0.3, gen=None):
+        gen = gen or self.gen
         with self.lock:
             out, t = [], self._newest_us()
             for _ in range(count):
-                t += max(self.gen.gap_us(), 1000000)
-                obj = self.gen.record(self.gen.new_id(self.by_id), t,
-                                      self.gen.rng.random() < in_progress)
-                out.append(self._insert(obj, t).obj)
+                t += max(gen.gap_us(), 1000000)
+                obj = gen.record(gen.new_id(self.by_id), t, gen.rng.random() < in_progress)
+                out.append(self._insert(obj, t, gen=gen).obj)
             return out
 
-    def add_late(self, count, within_seconds, in_progress=0.3):
+    def add_late(self, count, within_seconds, in_progress=0.3, gen=None):
+        gen = gen or self.gen
         with self.lock:
             out, newest = [], self._newest_us()
             for _ in range(count):
-                t = newest - self.gen.rng.randint(1, max(1, int(within_seconds))) * 1000000
-                obj = self.gen.record(self.gen.new_id(self.by_id), t,
-                                      self.gen.rng.random() < in_progress)
-                out.append(self._insert(obj, t).obj)
+                t = newest - gen.rng.randint(1, max(1, int(within_seconds))) * 1000000
+                obj = gen.record(gen.new_id(self.by_id), t, gen.rng.random() < in_progress)
+                out.append(self._insert(obj, t, gen=gen).obj)
             return out
 
     def add_records(self, objs):
@@ -532,7 +670,444 @@ class CallStore:
     def state(self):
         with self.lock:
             return {"count": len(self.entries), "in_progress": len(self._in_progress()),
-                    "newest_started_at": fmt_ts(self._newest_us()) if self.entries else None}
+                    "newest_started_at": fmt_ts(self._newest_us()) if self.entries else None,
+                    "generation": dict(self.generation)}
+
+    def api_pos(self, e, order):
+        """Position of entry e in the whole list, API order (lock held)."""
+        i = bisect.bisect_left(self.keys, e.key)
+        return i if order == "oldest_first" else len(self.entries) - 1 - i
+
+    def api_list(self, order, filters=None):
+        """Entries in API order, filtered like /v1/calls (lock held)."""
+        seq = self.entries if order == "oldest_first" else self.entries[::-1]
+        if filters:
+            seq = [e for e in seq if isinstance(e.obj, dict) and
+                   all(e.obj.get(k) == v for k, v in filters.items())]
+        return seq
+
+
+# -------------------------------------------------------------- mutator ----
+
+MUTATION_KINDS = ("new", "late", "finish", "delete", "update_old")
+
+
+def _num(v):
+    return isinstance(v, (int, float, Decimal)) and not isinstance(v, bool)
+
+
+class Mutator:
+    """Seeded live changes to the data while a client pages (issue 3).
+
+    Per-request mode ("every": K): every request to /v1/calls is counted (whatever its answer,
+    errors and faults included); right after the K-th, 2K-th, ... request's answer is decided
+    (for a page: atomically with taking its snapshot, under the store lock) "per" mutations are
+    applied. So that page does not show them, and every request decided later does: they happen
+    between pages. Timed mode ("interval_ms": T): a background thread applies "per" mutations
+    every T ms instead. All its state is guarded by the store lock."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.cfg = None            # None: never configured
+        self.active = False
+        self.rng = None
+        self.nreq = 0
+        self.applied = []
+        self.counts = dict.fromkeys(MUTATION_KINDS, 0)
+        self.skipped = 0
+        self.token = 0             # bumps on every (re)configuration: stops an old thread
+
+    @property
+    def store(self):
+        return self.sim.store
+
+    def configure(self, body):
+        if body.get("off") is True:
+            if set(body) - {"off"}:
+                raise BadRequest("off takes no other keys")
+            with self.store.lock:
+                self.active = False
+                self.token += 1
+                return self.report()
+        allowed = {"seed", "every", "interval_ms", "per", "kinds", "late_within_seconds",
+                   "max", "in_progress", "old_before_seconds", "delete_window", "delete_near"}
+        unknown = set(body) - allowed
+        if unknown:
+            raise BadRequest("unknown mutator keys: %s" % ", ".join(sorted(unknown)))
+        cfg = {"seed": body.get("seed", 1), "every": body.get("every"),
+               "interval_ms": body.get("interval_ms"), "per": body.get("per", 1),
+               "kinds": body.get("kinds", {"new": 1, "late": 1, "finish": 1, "delete": 1}),
+               "late_within_seconds": body.get("late_within_seconds", 3600),
+               "max": body.get("max"), "in_progress": body.get("in_progress", 0.3),
+               "old_before_seconds": body.get("old_before_seconds", 86400),
+               "delete_window": body.get("delete_window", 0),
+               "delete_near": body.get("delete_near", 1.0)}
+        if not _is_int(cfg["seed"]):
+            raise BadRequest("seed must be an integer")
+        if (cfg["every"] is None) == (cfg["interval_ms"] is None):
+            raise BadRequest("give exactly one of every (per request) or interval_ms (timed)")
+        if cfg["every"] is not None and not (_is_int(cfg["every"]) and cfg["every"] >= 1):
+            raise BadRequest("every must be an integer >= 1")
+        if cfg["interval_ms"] is not None and not (_is_int(cfg["interval_ms"]) and
+                                                   1 <= cfg["interval_ms"] <= 3600000):
+            raise BadRequest("interval_ms must be an integer 1-3600000")
+        if not (_is_int(cfg["per"]) and cfg["per"] >= 1):
+            raise BadRequest("per must be an integer >= 1")
+        if cfg["max"] is not None and not (_is_int(cfg["max"]) and cfg["max"] >= 0):
+            raise BadRequest("max must be a non-negative integer or null")
+        k = cfg["kinds"]
+        if not isinstance(k, dict) or not k or set(k) - set(MUTATION_KINDS) or \
+                not all(_num(w) and w >= 0 for w in k.values()) or not any(k.values()):
+            raise BadRequest("kinds must map some of %s to non-negative weights, not all 0"
+                             % ", ".join(MUTATION_KINDS))
+        cfg["kinds"] = {n: float(w) for n, w in k.items()}
+        for key in ("late_within_seconds", "old_before_seconds", "delete_window"):
+            if not (_is_int(cfg[key]) and cfg[key] >= 0):
+                raise BadRequest("%s must be a non-negative integer" % key)
+        for key in ("in_progress", "delete_near"):
+            if not (_num(cfg[key]) and 0 <= cfg[key] <= 1):
+                raise BadRequest("%s must be a number between 0 and 1" % key)
+            cfg[key] = float(cfg[key])
+        with self.store.lock:
+            self.token += 1
+            self.cfg = cfg
+            self.active = cfg["max"] != 0
+            self.rng = random.Random("vozagent-sim mutator %d" % cfg["seed"])
+            self.nreq = 0
+            self.applied = []
+            self.counts = dict.fromkeys(MUTATION_KINDS, 0)
+            self.skipped = 0
+            if cfg["interval_ms"] is not None and self.active:
+                threading.Thread(target=self._run, args=(self.token, cfg["interval_ms"] / 1000.0),
+                                 daemon=True, name="mutator").start()
+            return self.report()
+
+    def report(self):
+        with self.store.lock:
+            return {"active": self.active, "config": self.cfg, "requests_counted": self.nreq,
+                    "total": len(self.applied), "counts": dict(self.counts),
+                    "skipped": self.skipped, "mutations": list(self.applied)}
+
+    def summary(self):
+        with self.store.lock:
+            return {"active": self.active, "total": len(self.applied)}
+
+    # -- triggers --
+
+    def on_request(self, ctx):
+        """A /v1/calls request was decided (store lock held). ctx: seq, order and, for a
+        page, offset, limit and filters."""
+        if not self.active or self.cfg["every"] is None:
+            return
+        self.nreq += 1
+        if self.nreq % self.cfg["every"] == 0:
+            self._apply(ctx)
+
+    def _run(self, token, interval):
+        while True:
+            time.sleep(interval)
+            with self.store.lock:
+                if token != self.token or not self.active:
+                    return
+                with self.sim.log_lock:
+                    seq = self.sim.seq
+                self._apply({"seq": seq, "order": self.sim.cfg()["order"], "offset": None})
+
+    # -- the mutations (store lock held) --
+
+    def _apply(self, ctx):
+        for _ in range(self.cfg["per"]):
+            if self.cfg["max"] is not None and len(self.applied) >= self.cfg["max"]:
+                self.active = False
+                return
+            self._one(ctx)
+        if self.cfg["max"] is not None and len(self.applied) >= self.cfg["max"]:
+            self.active = False
+
+    def _gen(self):
+        g = copy.copy(self.store.gen)     # the data set's pools, the mutator's own randomness
+        g.rng = self.rng
+        return g
+
+    def _one(self, ctx):
+        store, rng, cfg = self.store, self.rng, self.cfg
+        newest = store._newest_us()
+        inprog = store._in_progress()
+        cutoff = newest - cfg["old_before_seconds"] * 1000000
+        ncut = bisect.bisect_left(store.keys, (cutoff,))      # calls started before the cutoff
+        old = None
+        if cfg["kinds"].get("update_old"):
+            old = self._pick_old(ncut)
+        usable = {"new": True, "late": True, "finish": bool(inprog),
+                  "delete": bool(store.entries), "update_old": old is not None}
+        kinds = [(k, w) for k, w in sorted(cfg["kinds"].items()) if w > 0 and usable[k]]
+        if not kinds:
+            self.skipped += 1
+            return
+        x = rng.random() * sum(w for _, w in kinds)
+        kind = kinds[-1][0]
+        for k, w in kinds:
+            if x < w:
+                kind = k
+                break
+            x -= w
+        gen = self._gen()
+        rec = {"n": len(self.applied) + 1, "kind": kind, "id": None, "seq": ctx.get("seq"),
+               "time": round(time.time(), 3), "pos": None, "rel": None}
+        order = ctx["order"]
+        if kind == "new":
+            e = store.by_id[store.add_new(1, cfg["in_progress"], gen=gen)[0]["id"]]
+        elif kind == "late":
+            e = store.by_id[store.add_late(1, max(1, cfg["late_within_seconds"]),
+                                           cfg["in_progress"], gen=gen)[0]["id"]]
+        elif kind == "finish":
+            e = rng.choice(inprog)
+            gen.finish(e.obj, e.key[0])
+            store._refresh(e)
+            rec["status"] = e.obj.get("call_status")
+        elif kind == "update_old":
+            e = old
+            rec["field"] = self._edit(e.obj, rng)
+            store._refresh(e)
+        else:   # delete
+            e = self._pick_delete(ctx)
+            rec["pos"], rec["rel"] = store.api_pos(e, order), self._rel(e, ctx)
+            store._remove(e)
+        if kind != "delete":
+            rec["pos"], rec["rel"] = store.api_pos(e, order), self._rel(e, ctx)
+        rid = e.obj.get("id") if isinstance(e.obj, dict) else None
+        rec["id"] = rid if isinstance(rid, str) else None
+        rec["started_at"] = e.obj.get("call_started_at") if isinstance(e.obj, dict) else None
+        self.applied.append(rec)
+        self.counts[kind] += 1
+
+    def _pick_old(self, ncut):
+        entries = self.store.entries
+        if ncut <= 0:
+            return None
+        for _ in range(64):
+            e = entries[self.rng.randrange(ncut)]
+            if isinstance(e.obj, dict) and e.obj.get("call_status") in ("completed", "failed"):
+                return e
+        cands = [e for e in entries[:ncut] if isinstance(e.obj, dict) and
+                 e.obj.get("call_status") in ("completed", "failed")]
+        return self.rng.choice(cands) if cands else None
+
+    @staticmethod
+    def _edit(obj, rng):
+        field = rng.choice(("lead_qualification", "appointment_booked", "call_intent",
+                            "transcript_summary", "disposition_note"))
+        if field == "lead_qualification":
+            obj[field] = rng.choice([v for v in ("hot", "warm", "cold")
+                                     if v != obj.get(field)])
+        elif field == "appointment_booked":
+            obj[field] = not obj.get(field)
+        elif field == "call_intent":
+            obj[field] = rng.choice([v for v in INTENTS if v != obj.get(field)])
+        elif field == "transcript_summary":
+            obj[field] = rng.choice([v for v in TEXTS if v != obj.get(field)]) + \
+                " (edited %d)" % rng.randint(1, 10**6)
+        else:
+            obj[field] = "edited by QA #%d" % rng.randint(1, 10**6)
+        return field
+
+    def _pick_delete(self, ctx):
+        store, rng, cfg = self.store, self.rng, self.cfg
+        if cfg["delete_window"] and ctx.get("offset") is not None and \
+                rng.random() < cfg["delete_near"]:
+            lst = store.api_list(ctx["order"], ctx.get("filters"))
+            lo = max(0, ctx["offset"] - cfg["delete_window"])
+            hi = min(len(lst), ctx["offset"] + ctx["limit"] + cfg["delete_window"])
+            if lo < hi:
+                return lst[rng.randrange(lo, hi)]
+        return store.entries[rng.randrange(len(store.entries))]
+
+    def _rel(self, e, ctx):
+        """Where e is relative to the page of the triggering request, in the list that request
+        paged: behind (before its offset), in_page, ahead; None if that was not a page or
+        e is not in that list."""
+        if ctx.get("offset") is None:
+            return None
+        if ctx.get("filters"):
+            lst = self.store.api_list(ctx["order"], ctx["filters"])
+            try:
+                p = next(i for i, x in enumerate(lst) if x is e)
+            except StopIteration:
+                return None
+        else:
+            p = self.store.api_pos(e, ctx["order"])
+        if p < ctx["offset"]:
+            return "behind"
+        return "in_page" if p < ctx["offset"] + ctx["limit"] else "ahead"
+
+
+# --------------------------------------------------------------- faults ----
+
+STATUS_FAULTS = {"400": 400, "401": 401, "403": 403, "429": 429, "500": 500, "502": 502,
+                 "503": 503, "504": 504}
+BODY_FAULTS = ("html", "json_error", "invalid_json", "not_objects", "huge", "bad_records",
+               "nul")
+WIRE_FAULTS = ("reset", "hang", "slow", "cut")
+FAULT_KINDS = tuple(STATUS_FAULTS) + WIRE_FAULTS + BODY_FAULTS
+# The faults a retry gets past: the default "kinds" of a random fault rate.
+DEFAULT_RANDOM_FAULTS = ("429", "500", "502", "503", "504", "reset", "cut", "html",
+                         "json_error", "invalid_json", "not_objects")
+# Fault kinds whose answer carries (part of) the real page.
+PAGE_FAULTS = ("slow", "cut", "huge", "bad_records", "nul", "invalid_json")
+
+# Parameters of each fault kind: name -> (default, check).
+_pos_int = (lambda v: _is_int(v) and v >= 1)
+FAULT_PARAMS = {
+    "429": {"retry_after": ("1", lambda v: v is None or isinstance(v, str) or
+                            (_is_int(v) and v >= 0))},
+    "503": {"retry_after": (None, lambda v: v is None or isinstance(v, str) or
+                            (_is_int(v) and v >= 0))},
+    "hang": {"seconds": (120, lambda v: _num(v) and 0 < v <= 3600)},
+    "slow": {"bytes_per_second": (256, _pos_int)},
+    "cut": {"fraction": (0.5, lambda v: _num(v) and 0 < v < 1),
+            "rst": (False, lambda v: isinstance(v, bool)),
+            "transfer": (None, lambda v: v in (None, "length", "chunked"))},
+    "huge": {"bytes": (64 << 20, _pos_int),
+             "transfer": (None, lambda v: v in (None, "length", "chunked"))},
+    "nul": {"string_bytes": (1 << 20, _pos_int),
+            "depth": (200, lambda v: _is_int(v) and 1 <= v <= 100000),
+            "nul_in_id": (False, lambda v: isinstance(v, bool))},
+}
+for _k in STATUS_FAULTS:
+    FAULT_PARAMS.setdefault(_k, {})
+    FAULT_PARAMS[_k]["message"] = (None, lambda v: v is None or isinstance(v, str))
+
+
+def norm_fault(x):
+    """A fault as given ("503", 503 or {"kind": "429", "retry_after": "2"}) -> a full spec."""
+    if _is_int(x) or isinstance(x, str):
+        x = {"kind": str(x)}
+    if not isinstance(x, dict) or not isinstance(x.get("kind"), (str, int)) or \
+            isinstance(x.get("kind"), bool):
+        raise BadRequest("a fault is a kind or an object with a kind")
+    kind = str(x["kind"])
+    if kind not in FAULT_KINDS:
+        raise BadRequest("unknown fault kind %r (known: %s)" % (kind, ", ".join(FAULT_KINDS)))
+    params = FAULT_PARAMS.get(kind, {})
+    spec = {"kind": kind}
+    for k, v in x.items():
+        if k == "kind":
+            continue
+        if k not in params:
+            raise BadRequest("fault %s takes no parameter %r" % (kind, k))
+        if not params[k][1](v):
+            raise BadRequest("bad value for fault %s %s: %r" % (kind, k, v))
+    for k, (default, _) in params.items():
+        v = x.get(k, default)
+        spec[k] = float(v) if isinstance(v, Decimal) else v
+    return spec
+
+
+class Faults:
+    """Fault injection for /v1/calls (issue 4): a queue for the next requests, then a seeded
+    random rate. Only a request that would otherwise get a 200 page consumes a fault (the
+    simulator's own 401/400/404/405 answers do not)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.queue = []
+        self.rate = None           # {"rate", "seed", "kinds"}
+        self.rng = None
+        self.injected = []         # the request-log entries that got a fault
+
+    def configure(self, body):
+        unknown = set(body) - {"queue", "append", "rate", "seed", "kinds", "clear"}
+        if unknown:
+            raise BadRequest("unknown faults keys: %s" % ", ".join(sorted(unknown)))
+        queue = None
+        if "queue" in body:
+            if not isinstance(body["queue"], list):
+                raise BadRequest("queue must be a list of faults")
+            queue = [norm_fault(f) for f in body["queue"]]
+        rate = None
+        if "rate" in body:
+            r = body["rate"]
+            if not (_num(r) and 0 <= r <= 1):
+                raise BadRequest("rate must be a number between 0 and 1")
+            seed = body.get("seed", 1)
+            if not _is_int(seed):
+                raise BadRequest("seed must be an integer")
+            kinds = body.get("kinds", list(DEFAULT_RANDOM_FAULTS))
+            if not isinstance(kinds, list) or not kinds:
+                raise BadRequest("kinds must be a non-empty list of faults")
+            rate = {"rate": float(r), "seed": seed, "kinds": [norm_fault(k) for k in kinds]}
+        elif "seed" in body or "kinds" in body:
+            raise BadRequest("seed and kinds go with rate")
+        with self.lock:
+            if body.get("clear") is True:
+                self.queue, self.rate, self.rng, self.injected = [], None, None, []
+            elif "clear" in body:
+                raise BadRequest("clear must be true")
+            if queue is not None:
+                self.queue = (self.queue if body.get("append") is True else []) + queue
+            if rate is not None:
+                self.rate = rate if rate["rate"] > 0 else None
+                self.rng = random.Random("vozagent-sim faults %d" % rate["seed"])
+        return self.report()
+
+    def next(self):
+        """(spec, source) for the next eligible request, or (None, None)."""
+        with self.lock:
+            if self.queue:
+                return self.queue.pop(0), "queue"
+            if self.rate and self.rng.random() < self.rate["rate"]:
+                return dict(self.rng.choice(self.rate["kinds"])), "rate"
+            return None, None
+
+    def record(self, entry):
+        with self.lock:
+            self.injected.append(entry)
+
+    def report(self):
+        with self.lock:
+            inj = [{"seq": e["seq"], "kind": e["fault"], "source": e["fault_source"],
+                    "spec": e["fault_spec"], "status": e["status"],
+                    "outcome": e["fault_outcome"]} for e in self.injected]
+            counts = {}
+            for e in inj:
+                counts[e["kind"]] = counts.get(e["kind"], 0) + 1
+            return {"queue": list(self.queue), "rate": self.rate, "injected": inj,
+                    "counts": counts}
+
+    def summary(self):
+        with self.lock:
+            return {"pending": len(self.queue), "rate": self.rate and self.rate["rate"],
+                    "injected": len(self.injected)}
+
+
+def hostile_records(started_at, string_bytes=1 << 20, depth=200, nul_in_id=False):
+    """JSON texts of valid but hostile records: NUL in keys and values, a very long string,
+    deep nesting (and optionally a NUL in the id). Served by the "nul" fault."""
+    base = {"contact_id": "nul-contact", "assistant_id": "nul-assistant",
+            "call_type": "inbound", "call_status": "completed", "call_started_at": started_at,
+            "call_ended_at": started_at, "duration_seconds": 0}
+    r1 = dict(base, id="call-00000000-0000-0000-0a01", note="before\u0000after",
+              transcript_summary="\u0000leading and trailing\u0000",
+              nested={"k\u0000ey": ["\u0000", "x\u0000y", {"\u0000": None}]})
+    r1["key\u0000with nul"] = "value"
+    r1["\u0000"] = "\u0000\u0000"
+    unit = "long value: é 中 🎉 \"q\" \\ \n\t\u0001 "
+    ub = len(unit.encode("utf-8"))
+    r2 = dict(base, id="call-00000000-0000-0000-0a02",
+              long_text=unit * (string_bytes // ub + 1))
+    r3 = dict(base, id="call-00000000-0000-0000-0a03")
+    deep = "".join('{"level%d":[' % i if i % 2 == 0 else "[" for i in range(depth)) + \
+        '"bottom"' + "".join("]}" if i % 2 == 0 else "]" for i in reversed(range(depth)))
+    texts = [jdump(r1), jdump(r2, ascii_only=True),
+             jdump(r3)[:-1] + ',"deep":' + deep + "}"]
+    if nul_in_id:
+        texts.append(jdump(dict(base, id="call-00000000-0000-0000-0a04\u0000x")))
+    return texts
+
+
+HTML_ERROR = ("<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+              "<body><center><h1>502 Bad Gateway</h1></center>\n"
+              "<hr><center>cloudflare</center></body></html>\n")
 
 
 # --------------------------------------------------------------- server ----
@@ -541,7 +1116,11 @@ class Sim:
     """Shared state of one simulator: data, config, request log."""
 
     def __init__(self, args):
-        self.store = CallStore(args.seed, args.calls)
+        self.dist = _dist(args.in_progress_recent, args.in_progress_stuck,
+                          args.in_progress_fraction)
+        self.store = CallStore(args.seed, args.calls, self.dist)
+        self.mutator = Mutator(self)
+        self.faults = Faults()
         self.cfg_lock = threading.Lock()
         self.config = {"order": args.order, "delay_ms": 0, "chunk_delay_ms": 0,
                        "write_size": 4096, "transfer": "length", "token": args.token}
@@ -579,10 +1158,25 @@ class Sim:
             self.requests.append(entry)
 
     def fault_for(self, entry):
-        """The fault to inject into this /v1/calls request, or None.
+        """The fault to inject into this /v1/calls request (a spec), or None."""
+        spec, source = self.faults.next()
+        if spec is not None:
+            entry["fault"], entry["fault_spec"], entry["fault_source"] = \
+                spec["kind"], spec, source
+        return spec
 
-        Issue 4 plugs a fault queue and a random fault rate in here."""
-        return None
+
+def _dist(recent, stuck, fraction):
+    """The in-progress distribution for CallStore.reset, or None for the default one."""
+    if recent is None and stuck is None:
+        return None         # the default distribution (a fraction alone means nothing)
+    for name, v in (("in_progress_recent", recent), ("in_progress_stuck", stuck)):
+        if v is not None and not (_is_int(v) and v >= 0):
+            raise ValueError("%s must be a non-negative integer" % name)
+    if fraction is not None and not (_num(fraction) and 0 <= fraction <= 1):
+        raise ValueError("in_progress_fraction must be a number between 0 and 1")
+    return {"recent": recent or 0, "stuck": stuck or 0,
+            "fraction": DEFAULT_RECENT_FRACTION if fraction is None else float(fraction)}
 
 
 def _is_int(v):
@@ -692,17 +1286,19 @@ class Handler(BaseHTTPRequestHandler):
                 self._serve_calls(method, url)
             else:
                 self._json(404, {"error": "not found"})
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:             # the client went away (or a fault closed the socket)
             self.close_connection = True
 
     # -- the API --
 
     def _serve_calls(self, method, url):
         t0 = time.time()
-        cfg = self.sim.cfg()
+        sim, store = self.sim, self.sim.store
+        cfg = sim.cfg()
         entry = {"time": t0, "method": method, "path": url.path, "params": {},
                  "limit": None, "offset": None, "status": None, "returned": None,
                  "auth": None, "client": "%s:%d" % self.client_address[:2], "fault": None,
+                 "fault_source": None, "fault_spec": None, "fault_outcome": None,
                  "elapsed_ms": None}
         try:
             pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
@@ -711,21 +1307,249 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in pairs:
             entry["params"][k] = v
         code, body, headers, page = self._answer(method, url, pairs, cfg, entry)
+        fault = sim.fault_for(entry) if page is not None else None
         if cfg["delay_ms"]:
             time.sleep(cfg["delay_ms"] / 1000.0)
-        if page is not None:
-            # Snapshot taken after the delay: what the list holds when the answer leaves.
-            texts = self.sim.store.page(cfg["order"], entry["offset"], entry["limit"], page)
-            entry["status"], entry["returned"] = 200, len(texts)
+        texts = None
+        with store.lock:
+            # The snapshot, the log entry and the mutator's turn are one atomic step: a page
+            # never shows the mutations its own request triggers, every later one does.
+            if page is not None and (fault is None or fault["kind"] in PAGE_FAULTS):
+                texts = store.page(cfg["order"], entry["offset"], entry["limit"], page)
+            if fault is None:
+                entry["status"] = 200 if page is not None else code
+                entry["returned"] = len(texts) if texts is not None else None
+            else:
+                entry["status"] = STATUS_FAULTS.get(fault["kind"],
+                                                    None if fault["kind"] in ("reset", "hang")
+                                                    else 200)
+                entry["returned"] = len(texts) if texts is not None else None
             entry["elapsed_ms"] = round((time.time() - t0) * 1000, 1)
-            self.sim.log_request(entry)
+            sim.log_request(entry)
+            if fault is not None:
+                sim.faults.record(entry)
+            if url.path.rstrip("/") == "/v1/calls":
+                sim.mutator.on_request({"seq": entry["seq"], "order": cfg["order"],
+                                        "offset": entry["offset"] if page is not None else None,
+                                        "limit": entry["limit"], "filters": page})
+        if fault is not None:
+            self._fault(fault, entry, texts, cfg)
+        elif page is not None:
             self._stream(["[\n"] + [("" if i == 0 else ",\n") + t for i, t in enumerate(texts)]
                          + ["\n]\n"], cfg)
         else:
-            entry["status"] = code
-            entry["elapsed_ms"] = round((time.time() - t0) * 1000, 1)
-            self.sim.log_request(entry)
             self._send(code, jdump(body) + "\n", headers=headers)
+
+    # -- faults (issue 4) --
+
+    def _fault(self, spec, entry, texts, cfg):
+        kind = spec["kind"]
+        out = None
+        if kind in STATUS_FAULTS:
+            out = self._status_fault(spec)
+        elif kind == "reset":
+            self._rst()
+            out = "connection reset (RST) without an answer"
+        elif kind == "hang":
+            out = self._hang(spec["seconds"])
+        elif kind == "slow":
+            out = self._slow(_page_bytes(texts), spec["bytes_per_second"])
+        elif kind == "cut":
+            out = self._cut(_page_bytes(texts), spec, cfg)
+        elif kind == "html":
+            self._send(200, HTML_ERROR, ctype="text/html; charset=utf-8")
+        elif kind == "json_error":
+            self._send(200, '{"error": "internal"}\n')
+        elif kind == "invalid_json":
+            # Starts like the real page, so a streaming parser takes some records first.
+            body = "[\n" + "".join(t + ",\n" for t in texts) + \
+                '{"id": "call-00000000-0000-0000-0bad", "call_status": completed,\n]\n'
+            self._send(200, body, ctype="application/json; charset=utf-8")
+        elif kind == "not_objects":
+            self._send(200, "[1, 2, 3]\n")
+        elif kind == "huge":
+            out = self._huge(texts, spec, cfg)
+        elif kind == "bad_records":
+            out = self._bad_records(texts, cfg)
+        elif kind == "nul":
+            store = self.sim.store
+            with store.lock:
+                started = fmt_ts(store._newest_us())
+            extra = hostile_records(started, spec["string_bytes"], spec["depth"],
+                                    spec["nul_in_id"])
+            pieces = ["[\n"] + [("" if i == 0 else ",\n") + t
+                                for i, t in enumerate(texts + extra)] + ["\n]\n"]
+            self._stream(pieces, cfg)
+            out = "%d real records + %d hostile ones" % (len(texts), len(extra))
+        entry["fault_outcome"] = out or "sent"
+
+    def _status_fault(self, spec):
+        kind = spec["kind"]
+        code = STATUS_FAULTS[kind]
+        headers = []
+        if spec.get("retry_after") is not None:
+            headers.append(("Retry-After", str(spec["retry_after"])))
+        if kind == "401":
+            headers.append(("WWW-Authenticate", 'Bearer realm="vozagent"'))
+        if kind in ("502", "504"):          # a proxy in front of the API answers these
+            title = {"502": "502 Bad Gateway", "504": "504 Gateway Time-out"}[kind]
+            self._send(code, HTML_ERROR.replace("502 Bad Gateway", title),
+                       ctype="text/html; charset=utf-8", headers=headers)
+            return None
+        msg = spec.get("message") or {
+            "400": "invalid request parameters", "401": "invalid or missing API key",
+            "403": "this API key may not list calls", "429": "rate limit exceeded",
+            "500": "internal server error", "503": "service temporarily unavailable"}[kind]
+        err = {"400": "bad_request", "401": "unauthorized", "403": "forbidden",
+               "429": "rate_limited", "500": "internal", "503": "unavailable"}[kind]
+        self._send(code, jdump({"error": err, "message": msg}) + "\n", headers=headers)
+        return None
+
+    def _rst(self):
+        """Close the connection with a TCP RST (SO_LINGER 0), no answer."""
+        so = self.request
+        self.close_connection = True
+        try:
+            so.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        try:
+            self.rfile.close()          # drop makefile()'s reference, or close() waits for it
+        except OSError:
+            pass
+        so.close()
+
+    def _hang(self, seconds):
+        """Never answer: hold the connection until the client closes it or seconds pass."""
+        so = self.request
+        self.close_connection = True
+        t0 = time.monotonic()
+        while True:
+            left = t0 + seconds - time.monotonic()
+            if left <= 0:
+                return "no answer; closed by the simulator after %.1f s" % seconds
+            try:
+                ready, _, _ = select.select([so], [], [], min(left, 0.5))
+                if ready and not so.recv(65536):
+                    return "no answer; client closed after %.2f s" % (time.monotonic() - t0)
+            except OSError as e:
+                return "no answer; client gone after %.2f s (%s)" % (time.monotonic() - t0,
+                                                                     e.__class__.__name__)
+
+    def _slow(self, data, bps):
+        """The real page with its full Content-Length, trickled at bps bytes per second."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        piece = max(1, bps // 20)
+        t0, sent = time.monotonic(), 0
+        try:
+            while sent < len(data):
+                self.wfile.write(data[sent:sent + piece])
+                sent += len(data[sent:sent + piece])
+                if sent < len(data):
+                    wait = t0 + sent / float(bps) - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+        except OSError:
+            self.close_connection = True
+            return "client went away after %d of %d bytes, %.2f s" % (
+                sent, len(data), time.monotonic() - t0)
+        return "sent %d bytes in %.2f s" % (len(data), time.monotonic() - t0)
+
+    def _cut(self, data, spec, cfg):
+        """Headers promising the whole page, part of the body, then close (FIN, or RST)."""
+        chunked = (spec["transfer"] or cfg["transfer"]) == "chunked"
+        n = min(len(data) - 1, max(1, int(len(data) * spec["fraction"])))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.close_connection = True
+        try:
+            part = data[:n]
+            if chunked:
+                half = max(1, len(part) // 2)
+                for p in (part[:half], part[half:]):
+                    if p:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(p), p))
+                # a last chunk that is announced but never delivered in full
+                self.wfile.write(b"%x\r\n%s" % (len(data) - n, data[n:n + (len(data) - n) // 2]))
+            else:
+                self.wfile.write(part)
+        except OSError:
+            pass
+        if spec["rst"]:
+            self._rst()
+        return "cut after %d of %d body bytes (%s, %s)" % (
+            n, len(data), "chunked" if chunked else "Content-Length",
+            "RST" if spec["rst"] else "FIN")
+
+    def _huge(self, texts, spec, cfg):
+        """A valid array larger than spec["bytes"]: the page plus one record padded with a very
+        long string, generated as it is sent."""
+        chunked = (spec["transfer"] or cfg["transfer"]) == "chunked"
+        store = self.sim.store
+        with store.lock:
+            started = fmt_ts(store._newest_us())
+        head = ("[\n" + "".join(t + ",\n" for t in texts) +
+                '{"id":"call-00000000-0000-0000-0b1g","call_status":"completed",'
+                '"call_started_at":"%s","padding":"' % started).encode("utf-8")
+        tail = b'"}\n]\n'
+        pad = max(0, spec["bytes"] + 1 - len(head) - len(tail))
+        total = len(head) + pad + len(tail)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(total))
+        self.end_headers()
+        block = b"0123456789abcdef" * 4096          # 64 KiB
+
+        def pieces():
+            yield head
+            left = pad
+            while left > 0:
+                yield block[:min(left, len(block))]
+                left -= len(block)
+            yield tail
+        sent = 0
+        try:
+            for p in pieces():
+                if chunked:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(p), p))
+                else:
+                    self.wfile.write(p)
+                sent += len(p)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True
+            return "client went away after %d of %d bytes" % (sent, total)
+        return "sent %d bytes" % total
+
+    def _bad_records(self, texts, cfg):
+        """The real page plus: a record without an id (first), one with a numeric id (middle),
+        and a second copy of the page's first record (last)."""
+        with self.sim.store.lock:
+            started = fmt_ts(self.sim.store._newest_us())
+        no_id = jdump({"contact_id": "bad-contact", "call_status": "completed",
+                       "call_started_at": started, "note": "this record has no id"})
+        numeric = jdump({"id": 12345, "call_status": "completed", "call_started_at": started,
+                         "note": "this record has a numeric id"})
+        dups = [texts[0]] if texts else [jdump({"id": "call-00000000-0000-0000-0d0b",
+                                               "call_status": "completed",
+                                               "call_started_at": started})] * 2
+        half = len(texts) // 2
+        recs = [no_id] + texts[:half] + [numeric] + texts[half:] + dups
+        self._stream(["[\n"] + [("" if i == 0 else ",\n") + t for i, t in enumerate(recs)]
+                     + ["\n]\n"], cfg)
+        return "%d real records + 1 without id, 1 numeric id, 1 duplicate id" % len(texts)
 
     def _answer(self, method, url, pairs, cfg, entry):
         """Decide the answer: (code, error body, headers, filters-or-None for a page)."""
@@ -743,9 +1567,6 @@ class Handler(BaseHTTPRequestHandler):
         if entry["auth"] != "ok":
             return 401, {"error": "unauthorized", "message": "invalid or missing API key"}, \
                 (("WWW-Authenticate", 'Bearer realm="vozagent"'),), None
-        fault = self.sim.fault_for(entry)
-        if fault is not None:       # issue 4
-            entry["fault"] = fault
         try:
             limit, offset, filters = self._validate(pairs)
         except BadRequest as e:
@@ -790,10 +1611,15 @@ class Handler(BaseHTTPRequestHandler):
             if method == "GET" and what == "state":
                 st = store.state()
                 st.update(order=sim.cfg()["order"], config=_public_cfg(sim.cfg()),
-                          requests=len(sim.requests))
+                          requests=len(sim.requests), mutator=sim.mutator.summary(),
+                          faults=sim.faults.summary())
                 return self._json(200, st)
             if method == "GET" and what == "config":
                 return self._json(200, {"config": _public_cfg(sim.cfg())})
+            if method == "GET" and what == "mutator":
+                return self._json(200, sim.mutator.report())
+            if method == "GET" and what == "faults":
+                return self._json(200, sim.faults.report())
             if method == "GET" and what == "requests":
                 with sim.log_lock:
                     reqs = list(sim.requests)
@@ -830,8 +1656,18 @@ class Handler(BaseHTTPRequestHandler):
                     out = store.delete(count=_count(body, "count"))
                 return self._json(200, {"deleted": out})
             if what == "reset":
-                n = store.reset(body.get("seed", 1), _count(body, "calls"))
+                dist = sim.dist
+                keys = ("in_progress_recent", "in_progress_stuck", "in_progress_fraction")
+                if any(k in body for k in keys):
+                    cur = dist or {}
+                    given = [body.get(k, cur.get(k[len("in_progress_"):])) for k in keys]
+                    dist = _dist(*given)
+                n = store.reset(body.get("seed", 1), _count(body, "calls"), dist)
                 return self._json(200, {"count": n})
+            if what == "mutator":
+                return self._json(200, sim.mutator.configure(body))
+            if what == "faults":
+                return self._json(200, sim.faults.configure(body))
             return self._json(404, {"error": "no such control endpoint: %s %s" % (method, what)})
         except (BadRequest, KeyError, ValueError, TypeError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
@@ -852,6 +1688,10 @@ class Handler(BaseHTTPRequestHandler):
         if "count" in body:
             return store.add_new(_count(body, "count"), inp)
         raise BadRequest("add needs count, late, records or raw_records")
+
+
+def _page_bytes(texts):
+    return ("[\n" + ",\n".join(texts) + "\n]\n").encode("utf-8")
 
 
 def _public_cfg(cfg):
@@ -890,8 +1730,22 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--calls", type=int, default=200, help="calls generated at start")
     p.add_argument("--order", choices=ORDERS, default="oldest_first")
+    p.add_argument("--in-progress-recent", type=int, metavar="N",
+                   help="only the N newest calls may be in progress (see --in-progress-fraction);"
+                   " default: any call, 10%%, whatever its age")
+    p.add_argument("--in-progress-stuck", type=int, metavar="M",
+                   help="plus M old calls stuck in progress (started >= 2 days before the newest)")
+    p.add_argument("--in-progress-fraction", type=float, metavar="F",
+                   help="share of the N newest calls that are in progress (default %.1f)"
+                   % DEFAULT_RECENT_FRACTION)
     p.add_argument("--quiet", action="store_true", help="no request log on stderr")
     args = p.parse_args(argv)
+    try:
+        if args.in_progress_fraction is not None and args.in_progress_recent is None:
+            raise ValueError("in_progress_fraction needs in_progress_recent")
+        _dist(args.in_progress_recent, args.in_progress_stuck, args.in_progress_fraction)
+    except ValueError as e:
+        p.error(str(e).replace("in_progress_", "--in-progress-"))
 
     sim = Sim(args)
     srv = Server((args.host, args.port), Handler)
