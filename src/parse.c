@@ -36,8 +36,36 @@ struct parse {
 	struct buf vals;          /* texts of the known fields of the current call */
 	struct buf scratch;       /* a string with replaced characters */
 	unsigned replaced;
+	char rec_error[160];      /* why the current call cannot be stored, or "" */
+	int gen_stopped;          /* too deep to re-encode: raw keeps what came before */
 	char err[256];
 };
+
+/* Re-encode into raw, unless the call is already known to be unstorable. */
+#define GEN(p, call) ((p)->gen_stopped ? 1 : parse_gen_ok((p), (call)))
+
+int
+parse_number_ok(const char *s, size_t len)
+{
+	size_t i = 0, digits = 0;
+	long exp = 0;
+
+	for (; i < len && s[i] != 'e' && s[i] != 'E'; i++)
+		digits += s[i] >= '0' && s[i] <= '9';
+	if (digits > PARSE_NUMERIC_MAX_DIGITS)
+		return 0;
+	if (i++ == len)
+		return 1;
+	if (i < len && (s[i] == '+' || s[i] == '-'))
+		i++;
+	/* the text is not NUL-terminated: read the exponent's digits by hand */
+	for (; i < len; i++) {
+		exp = exp * 10 + (s[i] - '0');
+		if (exp > PARSE_NUMERIC_MAX_EXPONENT)
+			return 0;
+	}
+	return 1;
+}
 
 const char *
 parse_field_name(enum field_id f)
@@ -165,12 +193,27 @@ parse_check_size(struct parse *p)
 	return 1;
 }
 
+static void
+parse_record_error(struct parse *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->rec_error[0] != '\0')
+		return;
+	va_start(ap, fmt);
+	vsnprintf(p->rec_error, sizeof p->rec_error, fmt, ap);
+	va_end(ap);
+}
+
 static int
 parse_gen_ok(struct parse *p, yajl_gen_status st)
 {
-	if (st == yajl_max_depth_exceeded)
-		return parse_fail(p, "call #%u nests deeper than %d levels (at byte %zu)",
-		    p->count + 1, YAJL_MAX_DEPTH, parse_offset(p));
+	/* the call is rejected, the page goes on: keep the part read so far */
+	if (st == yajl_max_depth_exceeded) {
+		parse_record_error(p, "it nests deeper than %d levels", YAJL_MAX_DEPTH - 2);
+		p->gen_stopped = 1;
+		return 1;
+	}
 	if (st != yajl_gen_status_ok)
 		return parse_fail(p, "cannot re-encode call #%u (yajl_gen status %d)", p->count + 1,
 		    (int)st);
@@ -222,7 +265,7 @@ cb_null(void *ctx)
 		return parse_misplaced(p, JSON_NULL);
 	if (!parse_keep(p, JSON_NULL, NULL, 0))
 		return 0;
-	return parse_gen_ok(p, yajl_gen_null(p->g));
+	return GEN(p, yajl_gen_null(p->g));
 }
 
 static int
@@ -233,7 +276,7 @@ cb_boolean(void *ctx, int v)
 		return parse_misplaced(p, JSON_BOOL);
 	if (!parse_keep(p, JSON_BOOL, v ? "true" : "false", v ? 4 : 5))
 		return 0;
-	return parse_gen_ok(p, yajl_gen_bool(p->g, v));
+	return GEN(p, yajl_gen_bool(p->g, v));
 }
 
 static int
@@ -244,8 +287,11 @@ cb_number(void *ctx, const char *s, size_t len)
 		return parse_misplaced(p, JSON_NUMBER);
 	if (!parse_keep(p, JSON_NUMBER, s, len))
 		return 0;
+	if (!parse_number_ok(s, len))
+		parse_record_error(p, "its number %.*s%s is beyond what PostgreSQL's numeric holds",
+		    len > 40 ? 40 : (int)len, s, len > 40 ? "..." : "");
 	/* the number as written: no precision is lost on the way to numeric */
-	return parse_gen_ok(p, yajl_gen_number(p->g, s, len));
+	return GEN(p, yajl_gen_number(p->g, s, len));
 }
 
 static int
@@ -258,7 +304,7 @@ cb_string(void *ctx, const unsigned char *s, size_t len)
 		return 0;
 	if (!parse_keep(p, JSON_STRING, (const char *)s, len))
 		return 0;
-	return parse_gen_ok(p, yajl_gen_string(p->g, s, len));
+	return GEN(p, yajl_gen_string(p->g, s, len));
 }
 
 static int
@@ -277,7 +323,7 @@ cb_map_key(void *ctx, const unsigned char *s, size_t len)
 	}
 	if (parse_sanitize(p, &s, &len) < 0)
 		return 0;
-	return parse_gen_ok(p, yajl_gen_string(p->g, s, len));
+	return GEN(p, yajl_gen_string(p->g, s, len));
 }
 
 static void
@@ -287,6 +333,8 @@ parse_record_begin(struct parse *p)
 	yajl_gen_reset(p->g, NULL);
 	p->vals.len = 0;
 	p->replaced = 0;
+	p->rec_error[0] = '\0';
+	p->gen_stopped = 0;
 	p->cur_field = -1;
 	memset(p->fv, 0, sizeof p->fv);
 }
@@ -304,6 +352,7 @@ parse_record_end(struct parse *p)
 	rec.raw = (const char *)buf;
 	rec.raw_len = len;
 	rec.replaced_chars = p->replaced;
+	rec.error = p->rec_error[0] != '\0' ? p->rec_error : NULL;
 	for (int f = 0; f < FIELD_COUNT; f++) {
 		rec.f[f].type = p->fv[f].type;
 		if (p->fv[f].type == JSON_STRING || p->fv[f].type == JSON_NUMBER ||
@@ -333,7 +382,7 @@ cb_start_map(void *ctx)
 		p->cur_field = -1;
 	}
 	p->depth++;
-	return parse_gen_ok(p, yajl_gen_map_open(p->g));
+	return GEN(p, yajl_gen_map_open(p->g));
 }
 
 static int
@@ -342,7 +391,7 @@ cb_end_map(void *ctx)
 	struct parse *p = ctx;
 
 	p->depth--;
-	if (!parse_gen_ok(p, yajl_gen_map_close(p->g)))
+	if (!GEN(p, yajl_gen_map_close(p->g)))
 		return 0;
 	if (p->depth == DEPTH_PAGE)
 		return parse_record_end(p);
@@ -366,7 +415,7 @@ cb_start_array(void *ctx)
 		p->cur_field = -1;
 	}
 	p->depth++;
-	return parse_gen_ok(p, yajl_gen_array_open(p->g));
+	return GEN(p, yajl_gen_array_open(p->g));
 }
 
 static int
@@ -380,7 +429,7 @@ cb_end_array(void *ctx)
 		return 1;
 	}
 	p->cur_field = -1;
-	return parse_gen_ok(p, yajl_gen_array_close(p->g));
+	return GEN(p, yajl_gen_array_close(p->g));
 }
 
 static const yajl_callbacks callbacks = {

@@ -38,6 +38,7 @@ struct record {
 	size_t raw_len;
 	struct field_value f[FIELD_COUNT];
 	unsigned replaced_chars;   /* NULs and invalid UTF-8 replaced by U+FFFD */
+	const char *error;         /* why PostgreSQL cannot hold it (raw is then partial), or NULL */
 };
 
 /* Returns 0 to go on, -1 to stop the parse (parse_feed then fails). */
@@ -58,5 +59,14 @@ unsigned parse_records(const struct parse *p);
 void parse_free(struct parse *p);
 
 const char *parse_field_name(enum field_id f);
+
+/*
+ * PostgreSQL's numeric (and so jsonb) refuses an exponent beyond +-1000;
+ * digits are capped well inside its limits too. A JSON number outside makes
+ * its call unstorable (record.error), not the page.
+ */
+#define PARSE_NUMERIC_MAX_EXPONENT 1000
+#define PARSE_NUMERIC_MAX_DIGITS 16000
+int parse_number_ok(const char *s, size_t len);
 
 #endif

@@ -2,6 +2,7 @@
 #include "rows.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@ struct row_facts {
 struct rows {
 	struct buf copy;          /* COPY text of the batch */
 	struct buf ids;           /* NUL-terminated ids, back to back */
+	struct buf rejects;       /* reason NUL raw NUL, per rejected record */
+	size_t nrejects;
 	struct row_facts *facts;
 	size_t n, facts_cap;
 	unsigned warnings, rejected;
@@ -31,6 +34,7 @@ rows_new(size_t max_bytes)
 	if (r != NULL) {
 		buf_init(&r->copy, max_bytes);
 		buf_init(&r->ids, max_bytes);
+		buf_init(&r->rejects, max_bytes);
 	}
 	return r;
 }
@@ -38,7 +42,7 @@ rows_new(size_t max_bytes)
 void
 rows_reset(struct rows *r)
 {
-	r->copy.len = r->ids.len = r->n = 0;
+	r->copy.len = r->ids.len = r->rejects.len = r->n = r->nrejects = 0;
 	r->warnings = r->rejected = 0;
 	r->reject[0] = '\0';
 }
@@ -50,6 +54,7 @@ rows_free(struct rows *r)
 		return;
 	buf_free(&r->copy);
 	buf_free(&r->ids);
+	buf_free(&r->rejects);
 	free(r->facts);
 	free(r);
 }
@@ -194,33 +199,6 @@ rows_format_timestamp(int64_t usec, char *buf, size_t buflen)
 	    (long long)(rem % 60), (long long)frac);
 }
 
-/*
- * A JSON number always reads as numeric, but an exponent like 1e999999 is
- * beyond numeric's range; keep such a value in raw only.
- */
-static int
-number_fits_numeric(const char *s, size_t len)
-{
-	size_t i = 0;
-	long exp = 0;
-
-	if (len > 1000)
-		return 0;
-	while (i < len && s[i] != 'e' && s[i] != 'E')
-		i++;
-	if (i++ == len)
-		return 1;
-	if (i < len && (s[i] == '+' || s[i] == '-'))
-		i++;
-	/* the text is not NUL-terminated: read the exponent's digits by hand */
-	for (; i < len; i++) {
-		exp = exp * 10 + (s[i] - '0');
-		if (exp > 1000)
-			return 0;
-	}
-	return 1;
-}
-
 static const char *
 rows_id_of(const struct rows *r, size_t i)
 {
@@ -243,6 +221,27 @@ rows_warn(struct rows *r, const char *id, enum field_id f, const struct field_va
 		    parse_field_name(f), tnames[v->type], expected);
 }
 
+/* Keeps the record for vozagent.rejects; returns 1 (rejected) or -1 (batch full). */
+static int
+rows_reject(struct rows *r, const struct record *rec, const char *fmt, ...)
+{
+	va_list ap;
+	size_t mark = r->rejects.len;
+
+	va_start(ap, fmt);
+	vsnprintf(r->reject, sizeof r->reject, fmt, ap);
+	va_end(ap);
+	if (buf_append(&r->rejects, r->reject, strlen(r->reject) + 1) < 0 ||
+	    buf_append(&r->rejects, rec->raw, rec->raw_len) < 0 ||
+	    buf_append(&r->rejects, "", 1) < 0) {
+		r->rejects.len = mark;
+		return -1;
+	}
+	r->nrejects++;
+	r->rejected++;
+	return 1;
+}
+
 int
 rows_add(struct rows *r, const struct record *rec)
 {
@@ -253,21 +252,17 @@ rows_add(struct rows *r, const struct record *rec)
 	struct row_facts *fx;
 	int64_t started = ROWS_NO_TIME, ts;
 
-	if (idv->type != JSON_STRING || idv->len == 0 || memchr(idv->text, '\0', idv->len)) {
-		snprintf(r->reject, sizeof r->reject, "call #%u of the page has no string \"id\"",
+	if (idv->type != JSON_STRING || idv->len == 0 || memchr(idv->text, '\0', idv->len))
+		return rows_reject(r, rec, "call #%u of the page has no string \"id\"",
 		    rec->index + 1);
-		r->rejected++;
-		return 1;
-	}
 	snprintf(id, sizeof id, "%.*s", (int)idv->len, idv->text);
+	if (rec->error != NULL)
+		return rows_reject(r, rec, "call %.100s cannot be stored: %s", id, rec->error);
 	for (size_t i = 0; i < r->n; i++) {
 		if (strlen(rows_id_of(r, i)) == idv->len &&
-		    memcmp(rows_id_of(r, i), idv->text, idv->len) == 0) {
-			snprintf(r->reject, sizeof r->reject,
-			    "call #%u of the page repeats id %.100s", rec->index + 1, id);
-			r->rejected++;
-			return 1;
-		}
+		    memcmp(rows_id_of(r, i), idv->text, idv->len) == 0)
+			return rows_reject(r, rec, "call #%u of the page repeats id %.100s",
+			    rec->index + 1, id);
 	}
 	if (r->n == r->facts_cap) {
 		size_t cap = r->facts_cap ? r->facts_cap * 2 : 128;
@@ -302,7 +297,7 @@ rows_add(struct rows *r, const struct record *rec)
 		case -1:
 			break;
 		case FIELD_DURATION_SECONDS:
-			if (v->type == JSON_NUMBER && number_fits_numeric(v->text, v->len))
+			if (v->type == JSON_NUMBER && parse_number_ok(v->text, v->len))
 				out = v->text, outlen = v->len;
 			else
 				rows_warn(r, id, f, v, "a number numeric can hold");
@@ -351,6 +346,25 @@ const char *
 rows_reject_reason(const struct rows *r)
 {
 	return r->reject;
+}
+
+size_t
+rows_rejects(const struct rows *r)
+{
+	return r->nrejects;
+}
+
+void
+rows_reject_at(const struct rows *r, size_t i, const char **reason, const char **raw)
+{
+	const char *p = r->rejects.data;
+
+	for (; i > 0; i--) {
+		p += strlen(p) + 1;
+		p += strlen(p) + 1;
+	}
+	*reason = p;
+	*raw = p + strlen(p) + 1;
 }
 
 size_t

@@ -19,11 +19,15 @@ void rows_free(struct rows *r);
 /*
  * Types rec into one row of the batch. A field of the wrong type leaves its
  * column NULL (the value stays in raw) and counts a warning. Returns 0 when
- * added, 1 when rejected (no string id, or an id already in this batch:
- * rows_reject_reason says which), -1 when the batch is over its cap.
+ * added, 1 when rejected (no string id, an id already in this batch, or a
+ * record PostgreSQL cannot hold: rows_reject_reason says which), -1 when the
+ * batch is over its cap.
  */
 int rows_add(struct rows *r, const struct record *rec);
 const char *rows_reject_reason(const struct rows *r);
+/* The rejected records of the batch, with why, for vozagent.rejects. */
+size_t rows_rejects(const struct rows *r);
+void rows_reject_at(const struct rows *r, size_t i, const char **reason, const char **raw);
 
 size_t rows_count(const struct rows *r);
 unsigned rows_warnings(const struct rows *r);

@@ -34,6 +34,7 @@ enum stmt_id {
 	STMT_ANCHOR_LOAD,
 	STMT_FINISH_BACKFILL,
 	STMT_SEEN_CLEAR,
+	STMT_REJECT_ADD,
 	STMT_STATUS_SOURCES,
 	STMT_STATUS_RUNS,
 	STMT_COUNT
@@ -64,6 +65,9 @@ static const struct {
 	    "SELECT vozagent.finish_backfill($1)" },
 	[STMT_SEEN_CLEAR] = { "seen_clear", 1,
 	    "DELETE FROM vozagent.backfill_seen WHERE source = $1" },
+	[STMT_REJECT_ADD] = { "reject_add", 5,
+	    "INSERT INTO vozagent.rejects (source, run_id, list_offset, reason, raw)"
+	    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING" },
 	[STMT_RUN_BEGIN] = { "run_begin", 2,
 	    "INSERT INTO vozagent.sync_runs (source, mode) VALUES ($1, $2) RETURNING id" },
 	[STMT_RUN_PROGRESS] = { "run_progress", 10,
@@ -138,6 +142,8 @@ static const char session_setup[] =
 struct store {
 	PGconn *conn;
 	int conn_lost;
+	char *conninfo;          /* kept to reconnect */
+	char *locked_source;     /* the source lock to take again after reconnecting */
 	char err[1024];
 };
 
@@ -154,6 +160,8 @@ store_free(struct store *s)
 		return;
 	if (s->conn != NULL)
 		PQfinish(s->conn);
+	free(s->conninfo);
+	free(s->locked_source);
 	free(s);
 }
 
@@ -185,9 +193,16 @@ store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
 	if (n < sizeof s->err && pq != NULL && *pq != '\0')
 		snprintf(s->err + n, sizeof s->err - n, ": %s", pq);
 	/* libpq's messages end in a newline and may span lines */
-	for (char *p = s->err; *p != '\0'; p++)
-		if (*p == '\n')
-			*p = ' ';
+	{
+		/* one line: newlines and tabs become single spaces */
+		char *w = s->err;
+		for (const char *r = s->err; *r != '\0'; r++) {
+			char c = *r == '\n' || *r == '\t' ? ' ' : *r;
+			if (c != ' ' || w == s->err || w[-1] != ' ')
+				*w++ = c;
+		}
+		*w = '\0';
+	}
 	n = strlen(s->err);
 	while (n > 0 && isspace((unsigned char)s->err[n - 1]))
 		s->err[--n] = '\0';
@@ -242,11 +257,17 @@ on_pq_notice(void *arg, const char *message)
 	log_warnx("PostgreSQL: %.*s", (int)n, message);
 }
 
-int
-store_connect(struct store *s, const char *conninfo)
+static int
+store_open(struct store *s)
 {
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *vals[] = { conninfo, "vozagent-sync", NULL };
+	/*
+	 * Defaults come before dbname, so the operator's connection string
+	 * overrides them: a dead server or network must not hang the daemon.
+	 */
+	const char *keys[] = { "connect_timeout", "keepalives", "keepalives_idle",
+		"keepalives_interval", "keepalives_count", "dbname",
+		"fallback_application_name", NULL };
+	const char *vals[] = { "10", "1", "30", "10", "3", s->conninfo, "vozagent-sync", NULL };
 
 	if (s->conn != NULL)
 		PQfinish(s->conn);
@@ -256,6 +277,37 @@ store_connect(struct store *s, const char *conninfo)
 	s->conn_lost = 0;
 	PQsetNoticeProcessor(s->conn, on_pq_notice, NULL);
 	return store_exec(s, session_setup, "cannot set up the database session");
+}
+
+int
+store_connect(struct store *s, const char *conninfo)
+{
+	free(s->conninfo);
+	s->conninfo = strdup(conninfo);
+	if (s->conninfo == NULL)
+		return store_fail(s, NULL, "out of memory");
+	return store_open(s);
+}
+
+static int store_prepare(struct store *s);
+
+int
+store_reconnect(struct store *s)
+{
+	int rc;
+
+	if (store_open(s) < 0 || store_prepare(s) < 0)
+		return -1;
+	if (s->locked_source == NULL)
+		return 0;
+	/* the lock died with the old session: take it again, or give up the pass */
+	rc = store_lock_source(s, s->locked_source);
+	if (rc == 1) {
+		store_fail(s, NULL, "another process took source '%s' while the connection was "
+		    "down", s->locked_source);
+		s->conn_lost = 0;
+	}
+	return rc == 0 ? 0 : -1;
 }
 
 /* Statements and the staging table need the schema, so they come after migrate. */
@@ -350,6 +402,10 @@ store_lock_source(struct store *s, const char *source)
 		return -1;
 	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
+	if (got && (s->locked_source == NULL || strcmp(s->locked_source, source) != 0)) {
+		free(s->locked_source);
+		s->locked_source = strdup(source);
+	}
 	return got ? 0 : 1;
 }
 
@@ -523,19 +579,42 @@ store_save_state(struct store *s, const char *source, const struct sync_state *s
 	return 0;
 }
 
+static int
+store_add_rejects(struct store *s, const struct store_page *page)
+{
+	char run[24], off[24];
+	const char *params[5] = { page->source, run, off, NULL, NULL };
+
+	snprintf(run, sizeof run, "%" PRId64, page->run_id);
+	snprintf(off, sizeof off, "%" PRId64, page->offset);
+	for (size_t i = 0; i < rows_rejects(page->rows); i++) {
+		PGresult *res;
+		rows_reject_at(page->rows, i, &params[3], &params[4]);
+		res = store_run(s, STMT_REJECT_ADD, params, PGRES_COMMAND_OK);
+		if (res == NULL)
+			return -1;
+		PQclear(res);
+	}
+	return 0;
+}
+
 int
-store_commit_page(struct store *s, const char *source, int64_t run_id, struct rows *rows,
-    int backfill, const struct sync_state *st, struct store_stats *stats)
+store_commit_page(struct store *s, const struct store_page *page,
+    const struct sync_state *st, struct store_stats *stats)
 {
 	struct store_stats next = *stats;
 	struct run_params rp;
 	PGresult *res;
+	const char *source = page->source;
 	const char *src[1] = { source };
+	struct rows *rows = page->rows;
 
 	if (store_exec(s, "BEGIN", "cannot begin the page transaction") < 0)
 		goto fail;
+	if (rows != NULL && store_add_rejects(s, page) < 0)
+		goto fail;
 	if (rows != NULL && rows_count(rows) > 0) {
-		const char *params[2] = { source, backfill ? "true" : "false" };
+		const char *params[2] = { source, page->backfill ? "true" : "false" };
 		if (store_copy_rows(s, rows) < 0)
 			goto fail;
 		res = store_run(s, STMT_MERGE, params, PGRES_TUPLES_OK);
@@ -552,7 +631,7 @@ store_commit_page(struct store *s, const char *source, int64_t run_id, struct ro
 		next.marked_deleted += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		PQclear(res);
 	}
-	run_params_fill(&rp, run_id, &next);
+	run_params_fill(&rp, page->run_id, &next);
 	res = store_run(s, STMT_RUN_PROGRESS, rp.p, PGRES_COMMAND_OK);
 	if (res == NULL)
 		goto fail;

@@ -40,6 +40,8 @@ const char *store_errmsg(const struct store *s);
 int store_conn_lost(const struct store *s);
 
 int store_connect(struct store *s, const char *conninfo);
+/* After a lost connection: connect again, prepare, and take the source lock again. */
+int store_reconnect(struct store *s);
 /* Applies pending migrations; refuses a schema newer than this binary. */
 int store_migrate(struct store *s, int *applied);
 /* One writer per source: 0 = ours, 1 = held by another session, -1 = error. */
@@ -52,16 +54,23 @@ int store_run_begin(struct store *s, const char *source, const char *mode, int64
 int store_run_finish(struct store *s, int64_t run_id, const char *outcome, const char *error,
     const struct store_stats *stats);
 
+struct store_page {
+	const char *source;
+	int64_t run_id;
+	int64_t offset;           /* of the page in its listing, kept with rejects */
+	struct rows *rows;        /* NULL: a commit of the cursor alone */
+	int backfill;             /* remember the ids, for reconciliation */
+};
+
 /*
  * One transaction: the page's rows (staged with COPY, merged into
- * vozagent.calls where they differ, and remembered as seen when backfill is
- * set), the run's counters and the source's cursor; when st->backfill_done,
- * also the marking of calls the backfill did not see. rows may be NULL for a
- * cursor-only commit. stats->inserted, ->updated and ->marked_deleted grow by
- * what the transaction changed.
+ * vozagent.calls where they differ, remembered as seen in a backfill), its
+ * rejected records, the run's counters and the source's cursor; when
+ * st->backfill_done, also the marking of calls the backfill did not see.
+ * stats->inserted, ->updated and ->marked_deleted grow by what it changed.
  */
-int store_commit_page(struct store *s, const char *source, int64_t run_id, struct rows *rows,
-    int backfill, const struct sync_state *st, struct store_stats *stats);
+int store_commit_page(struct store *s, const struct store_page *page,
+    const struct sync_state *st, struct store_stats *stats);
 /* A backfill starts from the beginning: forget what an abandoned one had seen. */
 int store_seen_clear(struct store *s, const char *source);
 

@@ -110,6 +110,8 @@ cb_print(void *arg, const struct record *rec)
 
 	s->calls++;
 	fprintf(f, "record %u replaced_chars=%u\n", rec->index, rec->replaced_chars);
+	if (rec->error != NULL)
+		fprintf(f, "  error: %s\n", rec->error);
 	for (int i = 0; i < FIELD_COUNT; i++) {
 		const struct field_value *v = &rec->f[i];
 		int has_text = v->type == JSON_STRING || v->type == JSON_NUMBER ||
