@@ -16,7 +16,7 @@
 #define CONFIG_TOKEN_MAX 4096
 
 enum key_type {
-	KEY_STRING, KEY_DURATION, KEY_PAGE_SIZE, KEY_ORDER, KEY_LOG_LEVEL, KEY_URL,
+	KEY_STRING, KEY_DURATION, KEY_PAGE_SIZE, KEY_ORDER, KEY_LOG_LEVEL, KEY_URL, KEY_SIZE,
 	KEY_TOKEN, /* api_token and api_token_file: resolved together by token_resolve() */
 };
 
@@ -39,6 +39,7 @@ static const struct key_def keys[] = {
 	{ "lookback", KEY_DURATION, OFF(lookback_ms), "2h" },
 	{ "http_timeout", KEY_DURATION, OFF(http_timeout_ms), "30s" },
 	{ "full_resync_interval", KEY_DURATION, OFF(full_resync_ms), "24h" },
+	{ "max_body_size", KEY_SIZE, OFF(max_body_bytes), "64M" },
 	{ "order", KEY_ORDER, OFF(order), "auto" },
 	{ "status", KEY_STRING, OFF(filter_status), NULL },
 	{ "assistant_id", KEY_STRING, OFF(filter_assistant_id), NULL },
@@ -134,6 +135,40 @@ config_parse_duration(const char *s, uint64_t *ms)
 		}
 	}
 	return -1;
+}
+
+int
+config_parse_size(const char *s, uint64_t *bytes)
+{
+	static const struct { const char *suffix; uint64_t mult; } units[] = {
+		{ "", 1 }, { "k", 1024 }, { "K", 1024 }, { "M", 1024 * 1024 },
+		{ "G", 1024 * 1024 * 1024 },
+	};
+	char *end;
+	unsigned long long v;
+
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcmp(end, units[i].suffix) == 0) {
+			if (v > UINT64_MAX / units[i].mult)
+				return -1;
+			*bytes = v * units[i].mult;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
+config_has_filters(const struct config *cfg)
+{
+	return cfg->filter_status != NULL || cfg->filter_assistant_id != NULL ||
+	    cfg->filter_contact_id != NULL || cfg->filter_call_type != NULL;
 }
 
 /* Store one raw value for a key, remembering where it was set. */
@@ -386,6 +421,11 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 			loader_error(ld, "%s: %s: '%s' is not a duration (use e.g. 90, 90s, 5m, 2h)",
 			    where, k->name, v);
 		break;
+	case KEY_SIZE:
+		if (config_parse_size(v, (uint64_t *)dst) < 0)
+			loader_error(ld, "%s: %s: '%s' is not a size (use e.g. 65536, 512k, 64M, 1G)",
+			    where, k->name, v);
+		break;
 	case KEY_PAGE_SIZE: {
 		char *end;
 		long n;
@@ -436,6 +476,11 @@ config_check(struct loader *ld, struct config *cfg)
 	if (cfg->http_timeout_ms < 1000 && !loader_bad(ld, "http_timeout"))
 		loader_error(ld, "%s: http_timeout must be at least 1s",
 		    ld->set[key_find("http_timeout", 12) - keys].where);
+	/* a page of 100 small calls is ~50 kB; below 64 kB is surely a typo */
+	if ((cfg->max_body_bytes < 65536 || cfg->max_body_bytes > (1ull << 30)) &&
+	    !loader_bad(ld, "max_body_size"))
+		loader_error(ld, "%s: max_body_size must be from 64k to 1G",
+		    ld->set[key_find("max_body_size", 13) - keys].where);
 	if (*cfg->source == '\0')
 		loader_error(ld, "%s: source must not be empty",
 		    ld->set[key_find("source", 6) - keys].where);

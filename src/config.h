@@ -23,6 +23,7 @@ struct config {
 	uint64_t http_timeout_ms;
 	uint64_t full_resync_ms;     /* run: a backfill this often; 0 = never */
 	int page_size;
+	uint64_t max_body_bytes;     /* a longer response body fails its page */
 	enum config_order order;
 	char *filter_status;      /* API filters; NULL = unset */
 	char *filter_assistant_id;
@@ -44,5 +45,9 @@ void config_free(struct config *cfg);
 
 /* "90", "90s", "1500ms", "5m", "2h", "1d" -> milliseconds. 0 or -1. */
 int config_parse_duration(const char *s, uint64_t *ms);
+/* "65536", "512k", "64M", "1G" (binary units) -> bytes. 0 or -1. */
+int config_parse_size(const char *s, uint64_t *bytes);
+/* True when any API filter is set: a 400 from the API then points at them. */
+int config_has_filters(const struct config *cfg);
 
 #endif

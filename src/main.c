@@ -132,8 +132,8 @@ exit_code(const struct app *a, const struct sched_outcome *o)
 	case SYNC_ERR_AUTH:
 		return EXIT_NOPERM;
 	case SYNC_ERR_REQUEST:
-		/* our own requests are well-formed: a 400 comes from the configured filters */
-		return EXIT_CONFIG;
+		/* with filters set, a 400 points at them; without, at us */
+		return config_has_filters(&a->cfg) ? EXIT_CONFIG : EXIT_SOFTWARE;
 	case SYNC_ERR_API:
 	case SYNC_ERR_STORE:
 		return EXIT_TEMPFAIL;
@@ -148,7 +148,7 @@ run_loop(struct app *a)
 	struct fetch_opts fo = {
 		.bearer_token = a->cfg.api_token,
 		.timeout_ms = (long)a->cfg.http_timeout_ms,
-		.max_body_bytes = 64u << 20,
+		.max_body_bytes = (size_t)a->cfg.max_body_bytes,
 	};
 	struct fetch *fetch;
 	struct sync *sync;

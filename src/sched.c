@@ -5,6 +5,9 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "notify.h"
+
+#define SCHED_PREPARE_BACKOFF_MIN_MS 1000
 
 #define SCHED_NHANDLES 4
 
@@ -18,6 +21,8 @@ struct sched {
 	uv_timer_t tick;
 	uv_signal_t sigint, sigterm, sighup;
 	uint64_t pass_started;
+	uint64_t prepare_backoff_ms;   /* while the prepare callback says "not now" */
+	int ready;                     /* READY=1 was sent */
 	int closing;
 	struct sched_outcome out;
 };
@@ -46,8 +51,12 @@ on_pass_done(void *arg, enum sync_result res)
 	struct sched *s = arg;
 
 	s->out.last = res;
-	if (res != SYNC_OK)
+	if (res != SYNC_OK) {
 		log_errx("pass failed: %s", sync_errmsg(s->sync));
+		notify_send("STATUS=Last pass failed: %.400s", sync_errmsg(s->sync));
+	} else {
+		notify_send("STATUS=Mirroring; last pass ok");
+	}
 	if (s->job != SCHED_DAEMON || res == SYNC_ERR_AUTH || res == SYNC_ERR_REQUEST) {
 		/* a refused key or request will be refused again: stop rather than hammer */
 		sched_end(s);
@@ -70,8 +79,19 @@ on_uv_tick(uv_timer_t *t)
 		return;
 	}
 	if (rc > 0) {
-		sched_next(s);
+		/* not ready (PostgreSQL down, source busy): try again soon, then less often */
+		uint64_t wait = s->prepare_backoff_ms;
+		s->prepare_backoff_ms = wait * 2 > s->interval_ms ? s->interval_ms : wait * 2;
+		notify_send("STATUS=Waiting for PostgreSQL or the source lock; next try in %.0fs",
+		    wait / 1000.0);
+		uv_timer_start(&s->tick, on_uv_tick, wait, 0);
 		return;
+	}
+	s->prepare_backoff_ms = SCHED_PREPARE_BACKOFF_MIN_MS;
+	if (!s->ready && s->job == SCHED_DAEMON) {
+		/* ready means: configured, connected, migrated, and the source is ours */
+		notify_send("READY=1\nSTATUS=Connected; first pass starting");
+		s->ready = 1;
 	}
 	s->out.passes++;
 	if (sync_start(s->sync, s->job == SCHED_BACKFILL ? SYNC_BACKFILL :
@@ -98,6 +118,7 @@ on_uv_signal(uv_signal_t *h, int signum)
 	}
 	log_info("%s: stopping%s", signum == SIGINT ? "SIGINT" : "SIGTERM",
 	    sync_running(s->sync) ? " (the page in flight is abandoned; committed pages stay)" : "");
+	notify_send("STOPPING=1");
 	/* store calls are synchronous, so no transaction is open at this point */
 	sync_stop(s->sync);
 	s->out.stopped = 1;
@@ -117,6 +138,7 @@ sched_new(uv_loop_t *loop, struct sync *sync, uint64_t interval_ms, sched_prepar
 	s->interval_ms = interval_ms;
 	s->prepare = prepare;
 	s->prepare_arg = arg;
+	s->prepare_backoff_ms = SCHED_PREPARE_BACKOFF_MIN_MS;
 	uv_timer_init(loop, &s->tick);
 	uv_signal_init(loop, &s->sigint);
 	uv_signal_init(loop, &s->sigterm);

@@ -13,15 +13,16 @@
 #include "parse.h"
 #include "rows.h"
 
-#define SYNC_MAX_RECORD_BYTES (1u << 20)      /* one call */
-#define SYNC_MAX_BATCH_BYTES (64u << 20)      /* one page of COPY text */
-#define SYNC_MAX_BODY_BYTES (64u << 20)       /* one response body */
 #define SYNC_MAX_ATTEMPTS 5                   /* per page, for 5xx/network/bad body */
 #define SYNC_MAX_429 20                       /* per page, for rate limiting */
 #define SYNC_BACKOFF_BASE_MS 500
 #define SYNC_BACKOFF_CAP_MS 30000
 #define SYNC_RETRY_AFTER_DEFAULT_S 5
 #define SYNC_RETRY_AFTER_CAP_S 300
+#define SYNC_THROTTLE_MIN_MS 500              /* after a 429: the least gap between requests */
+#define SYNC_THROTTLE_MAX_MS 10000
+#define SYNC_DB_ATTEMPTS 8                    /* reconnects before a pass gives up */
+#define SYNC_DB_BACKOFF_CAP_MS 30000
 #define SYNC_WINDOW_RING 64                   /* pages remembered to place the lookback window */
 #define SYNC_MAX_TRACKED 200000               /* unfinished calls tracked in one pass */
 
@@ -46,6 +47,22 @@ struct stale_call {
 	char *id;
 	char *contact_id;
 };
+
+/*
+ * What handling a page changes before its commit. Taken before, put back when
+ * the commit is lost with the connection, so the page can be done again.
+ */
+struct page_undo {
+	struct sync_state state;
+	struct store_stats stats;
+	int64_t prev_started, asc, desc, scan_newest, gap_step;
+	struct window_mark ring[SYNC_WINDOW_RING];
+	unsigned ring_len, ring_pos;
+	size_t ntracked, anchor_len, nanchor;
+};
+
+/* What to do again once PostgreSQL is back. */
+enum db_redo { REDO_PAGE, REDO_NEXT_SCAN };
 
 struct sync {
 	uv_loop_t *loop;
@@ -79,6 +96,12 @@ struct sync {
 	size_t nanchor;
 	int64_t gap_step;              /* stepping back over a shift; 0 = not */
 	int joined;                    /* this page listed a call of the anchor */
+	uint64_t throttle_ms;          /* least gap between requests since a 429 */
+	struct page_undo undo;
+	struct buf anchor_undo;        /* the anchor's ids when undo was taken */
+	int db_attempt;
+	enum db_redo db_redo;
+	char url[4096];                /* of the request in flight, for messages */
 	int64_t prev_started;          /* of the last record read, for order detection */
 	int64_t asc, desc;             /* neighbouring records in each order */
 	struct window_mark ring[SYNC_WINDOW_RING];
@@ -216,8 +239,9 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 	s->cfg = cfg;
 	s->fetch = fetch;
 	s->store = store;
-	s->parse = parse_new(SYNC_MAX_RECORD_BYTES, cb_record, s);
-	s->rows = rows_new(SYNC_MAX_BATCH_BYTES);
+	/* a call is never larger than the body that holds it; COPY escaping at most doubles it */
+	s->parse = parse_new((size_t)cfg->max_body_bytes, cb_record, s);
+	s->rows = rows_new((size_t)cfg->max_body_bytes * 2 + 65536);
 	if (s->parse == NULL || s->rows == NULL || uv_timer_init(loop, &s->retry_timer) != 0) {
 		parse_free(s->parse);
 		rows_free(s->rows);
@@ -225,8 +249,19 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 		return NULL;
 	}
 	s->retry_timer.data = s;
-	buf_init(&s->anchor, (size_t)cfg->page_size * (SYNC_MAX_RECORD_BYTES + 1));
+	buf_init(&s->anchor, (size_t)cfg->max_body_bytes + 1);
+	buf_init(&s->anchor_undo, (size_t)cfg->max_body_bytes + 1);
 	return s;
+}
+
+static void
+sync_clear_stale(struct sync *s)
+{
+	for (size_t i = 0; i < s->nstale; i++) {
+		free(s->stale[i].id);
+		free(s->stale[i].contact_id);
+	}
+	s->nstale = s->stale_pos = 0;
 }
 
 static void
@@ -236,11 +271,7 @@ sync_clear_tracking(struct sync *s)
 		free(s->tracked[i]);
 	s->ntracked = 0;
 	s->tracked_overflow = 0;
-	for (size_t i = 0; i < s->nstale; i++) {
-		free(s->stale[i].id);
-		free(s->stale[i].contact_id);
-	}
-	s->nstale = s->stale_pos = 0;
+	sync_clear_stale(s);
 }
 
 static void
@@ -254,6 +285,7 @@ on_uv_timer_closed(uv_handle_t *h)
 	parse_free(s->parse);
 	rows_free(s->rows);
 	buf_free(&s->anchor);
+	buf_free(&s->anchor_undo);
 	free(s);
 }
 
@@ -346,18 +378,16 @@ sync_build_url(struct sync *s, char *url, size_t cap)
 static void on_fetch_done(void *arg, const struct fetch_result *res);
 
 static int
-sync_fetch_page(struct sync *s)
+sync_fetch_now(struct sync *s)
 {
-	char url[4096];
-
 	parse_reset(s->parse);
 	rows_reset(s->rows);
 	s->joined = 0;
-	sync_build_url(s, url, sizeof url);
-	log_debug("GET %s", url);
+	sync_build_url(s, s->url, sizeof s->url);
+	log_debug("GET %s", s->url);
 	s->stats.requests++;
-	if (fetch_get(s->fetch, url, cb_data, on_fetch_done, s) < 0) {
-		snprintf(s->err, sizeof s->err, "cannot start a request to %s", url);
+	if (fetch_get(s->fetch, s->url, cb_data, on_fetch_done, s) < 0) {
+		snprintf(s->err, sizeof s->err, "cannot start a request to %s", s->url);
 		return -1;
 	}
 	return 0;
@@ -368,8 +398,24 @@ on_uv_retry(uv_timer_t *t)
 {
 	struct sync *s = t->data;
 
-	if (sync_fetch_page(s) < 0)
+	if (sync_fetch_now(s) < 0)
 		sync_finish(s, SYNC_ERR_API, "%s", s->err);
+}
+
+/*
+ * Requests the page at s->offset: now, or after the gap a recent 429 asks
+ * for. The gap shrinks by a quarter with every page that went through.
+ */
+static int
+sync_fetch_page(struct sync *s)
+{
+	uint64_t gap = s->throttle_ms;
+
+	if (gap == 0)
+		return sync_fetch_now(s);
+	s->throttle_ms = gap * 3 / 4 < SYNC_THROTTLE_MIN_MS / 4 ? 0 : gap * 3 / 4;
+	uv_timer_start(&s->retry_timer, on_uv_retry, gap, 0);
+	return 0;
 }
 
 static void
@@ -499,6 +545,10 @@ sync_retry(struct sync *s, const struct fetch_result *res, const char *why)
 	if (res != NULL && res->http_status == 429) {
 		if (++s->attempts_429 > SYNC_MAX_429)
 			return 0;
+		/* and slow down for a while after it */
+		s->throttle_ms = s->throttle_ms * 2 < SYNC_THROTTLE_MIN_MS ? SYNC_THROTTLE_MIN_MS :
+		    s->throttle_ms * 2 > SYNC_THROTTLE_MAX_MS ? SYNC_THROTTLE_MAX_MS :
+		    s->throttle_ms * 2;
 		delay_ms = (uint64_t)(res->retry_after_s >= 0 ? res->retry_after_s :
 		    SYNC_RETRY_AFTER_DEFAULT_S) * 1000;
 		if (delay_ms > SYNC_RETRY_AFTER_CAP_S * 1000)
@@ -605,11 +655,117 @@ sync_scan_complete_cursor(struct sync *s)
 
 static void sync_next_scan(struct sync *s);
 
+static void
+page_undo_take(struct sync *s)
+{
+	struct page_undo *u = &s->undo;
+
+	u->state = s->state;
+	u->stats = s->stats;
+	u->prev_started = s->prev_started;
+	u->asc = s->asc;
+	u->desc = s->desc;
+	u->scan_newest = s->scan_newest;
+	u->gap_step = s->gap_step;
+	memcpy(u->ring, s->ring, sizeof u->ring);
+	u->ring_len = s->ring_len;
+	u->ring_pos = s->ring_pos;
+	u->ntracked = s->ntracked;
+	u->nanchor = s->nanchor;
+	u->anchor_len = s->anchor.len;
+	s->anchor_undo.len = 0;
+	if (buf_append(&s->anchor_undo, s->anchor.data, s->anchor.len) < 0)
+		u->nanchor = 0; /* cannot happen within the cap; no anchor is still safe */
+}
+
+static void
+page_undo_apply(struct sync *s)
+{
+	const struct page_undo *u = &s->undo;
+	int64_t requests = s->stats.requests;
+
+	s->state = u->state;
+	s->stats = u->stats;
+	s->stats.requests = requests; /* those were made */
+	s->prev_started = u->prev_started;
+	s->asc = u->asc;
+	s->desc = u->desc;
+	s->scan_newest = u->scan_newest;
+	s->gap_step = u->gap_step;
+	memcpy(s->ring, u->ring, sizeof s->ring);
+	s->ring_len = u->ring_len;
+	s->ring_pos = u->ring_pos;
+	while (s->ntracked > u->ntracked)
+		free(s->tracked[--s->ntracked]);
+	anchor_clear(s);
+	if (u->nanchor > 0 && buf_append(&s->anchor, s->anchor_undo.data, u->anchor_len) == 0)
+		s->nanchor = u->nanchor;
+}
+
+static void sync_next_scan(struct sync *s);
+
+static void
+on_uv_db_retry(uv_timer_t *t)
+{
+	struct sync *s = t->data;
+
+	if (store_reconnect(s->store) < 0) {
+		if (!store_conn_lost(s->store) || ++s->db_attempt >= SYNC_DB_ATTEMPTS) {
+			sync_finish(s, SYNC_ERR_STORE, "PostgreSQL: %s", store_errmsg(s->store));
+			return;
+		}
+		uint64_t cap = 1000ull << s->db_attempt;
+		uint64_t delay = cap > SYNC_DB_BACKOFF_CAP_MS ? SYNC_DB_BACKOFF_CAP_MS : cap;
+		log_warnx("still no PostgreSQL (%s); trying again in %.0fs", store_errmsg(s->store),
+		    delay / 1000.0);
+		uv_timer_start(&s->retry_timer, on_uv_db_retry, delay, 0);
+		return;
+	}
+	log_info("reconnected to PostgreSQL: %s", s->db_redo == REDO_PAGE ?
+	    "reading the uncommitted page again" : "finishing the pass");
+	s->db_attempt = 0;
+	if (s->db_redo == REDO_NEXT_SCAN)
+		sync_next_scan(s);
+	else if (sync_fetch_page(s) < 0)
+		sync_finish(s, SYNC_ERR_API, "%s", s->err);
+}
+
+/*
+ * The connection to PostgreSQL died under a commit: PostgreSQL rolled the
+ * transaction back, so nothing of it exists. Reconnect with backoff, then
+ * do the same work again. Returns 1 when a retry is scheduled, 0 when the
+ * failure is not one a reconnect cures.
+ */
+static int
+sync_db_lost(struct sync *s, enum db_redo redo)
+{
+	if (!store_conn_lost(s->store))
+		return 0;
+	log_warnx("lost PostgreSQL (%s); reconnecting", store_errmsg(s->store));
+	s->db_redo = redo;
+	s->db_attempt = 0;
+	uv_timer_start(&s->retry_timer, on_uv_db_retry, 1000, 0);
+	return 1;
+}
+
 static int
 sync_commit(struct sync *s)
 {
-	if (store_commit_page(s->store, s->cfg->source, s->run_id, s->rows,
-	    s->mode == SYNC_BACKFILL && s->scan == SCAN_FULL, &s->state, &s->stats) < 0) {
+	struct store_page page = {
+		.source = s->cfg->source,
+		.run_id = s->run_id,
+		.offset = s->offset,
+		.rows = s->rows,
+		.backfill = s->mode == SYNC_BACKFILL && s->scan == SCAN_FULL,
+	};
+
+	if (store_commit_page(s->store, &page, &s->state, &s->stats) < 0) {
+		if (store_conn_lost(s->store)) {
+			/* the page as fetched is gone with the rollback: fetch it again */
+			page_undo_apply(s);
+			sync_db_lost(s, REDO_PAGE);
+			return -1;
+		}
 		sync_finish(s, SYNC_ERR_STORE, "writing the page at offset %" PRId64 " failed: %s",
 		    s->offset, store_errmsg(s->store));
 		return -1;
@@ -681,6 +837,7 @@ sync_page_done(struct sync *s)
 	/* pages overlap by one call, so each can show it joins the one before */
 	int64_t next = s->offset + listed - (s->cfg->page_size > 1 && listed > 0 ? 1 : 0);
 
+	page_undo_take(s);
 	s->stats.pages++;
 	s->stats.records_seen += listed;
 	s->stats.rejected += rows_rejected(s->rows);
@@ -827,9 +984,11 @@ sync_next_scan(struct sync *s)
 		return;
 	}
 	if (s->scan == SCAN_UNFINISHED && !s->tracked_overflow) {
+		sync_clear_stale(s);
 		if (store_unfinished(s->store, s->cfg->source, (const char *const *)s->tracked,
 		    s->ntracked, cb_stale, s) < 0) {
-			sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
+			if (!sync_db_lost(s, REDO_NEXT_SCAN))
+				sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
 			return;
 		}
 		if (s->nstale > 0)
@@ -846,9 +1005,11 @@ sync_next_scan(struct sync *s)
 	/* the pass is complete: say so in the same transaction as the cursor */
 	rows_reset(s->rows);
 	s->state.pass_done = 1;
-	if (store_commit_page(s->store, s->cfg->source, s->run_id, NULL, 0, &s->state,
-	    &s->stats) < 0) {
-		sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
+	struct store_page page = { .source = s->cfg->source, .run_id = s->run_id };
+
+	if (store_commit_page(s->store, &page, &s->state, &s->stats) < 0) {
+		if (!sync_db_lost(s, REDO_NEXT_SCAN))
+			sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
 		return;
 	}
 	log_info("run %" PRId64 ": done: %" PRId64 " requests, %" PRId64 " calls seen, %" PRId64
@@ -873,8 +1034,10 @@ on_fetch_done(void *arg, const struct fetch_result *res)
 		return;
 	}
 	if (st == 400) {
-		sync_finish(s, SYNC_ERR_REQUEST, "the API rejected the request for offset %" PRId64
-		    " (HTTP 400): %.300s", s->offset, res->excerpt);
+		sync_finish(s, SYNC_ERR_REQUEST, "the API rejected the request (HTTP 400) GET %s: "
+		    "%.300s%s", s->url, res->excerpt, config_has_filters(s->cfg) ?
+		    " (check the filters status, contact_id, assistant_id and call_type in the "
+		    "configuration)" : "");
 		return;
 	}
 	if (res->aborted)
