@@ -74,6 +74,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     marked bigint;
 BEGIN
+    -- The set was just filled: without fresh statistics the planner can pick
+    -- a nested loop over it that is quadratic in the size of the mirror.
+    ANALYZE vozagent.backfill_seen;
     UPDATE vozagent.calls c SET deleted_at = now()
      WHERE c.source = p_source AND c.deleted_at IS NULL
        AND NOT EXISTS (SELECT 1 FROM vozagent.backfill_seen s
