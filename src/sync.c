@@ -65,7 +65,6 @@ struct page_undo {
 enum db_redo { REDO_PAGE, REDO_NEXT_SCAN };
 
 struct sync {
-	uv_loop_t *loop;
 	const struct config *cfg;
 	struct fetch *fetch;
 	struct store *store;
@@ -83,8 +82,7 @@ struct sync {
 
 	/* the current scan */
 	enum scan_kind scan;
-	const char *scan_filter;       /* extra "key=value", or NULL */
-	char scan_value[512];          /* its value, escaped */
+	char scan_value[512];          /* SCAN_CONTACT: the contact_id */
 	int64_t offset;                /* of the page being fetched */
 	int64_t step;                  /* oldest-first: how far the window probe steps back */
 	int probing;                   /* oldest-first: first page, checking the start */
@@ -235,7 +233,6 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 
 	if (s == NULL)
 		return NULL;
-	s->loop = loop;
 	s->cfg = cfg;
 	s->fetch = fetch;
 	s->store = store;
@@ -702,7 +699,6 @@ page_undo_apply(struct sync *s)
 		s->nanchor = u->nanchor;
 }
 
-static void sync_next_scan(struct sync *s);
 
 static void
 on_uv_db_retry(uv_timer_t *t)
