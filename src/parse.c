@@ -47,24 +47,32 @@ struct parse {
 int
 parse_number_ok(const char *s, size_t len)
 {
-	size_t i = 0, digits = 0;
-	long exp = 0;
+	size_t i = 0;
+	long ints = 0, fracs = 0, exp = 0;
+	int neg_exp = 0, in_frac = 0;
 
-	for (; i < len && s[i] != 'e' && s[i] != 'E'; i++)
-		digits += s[i] >= '0' && s[i] <= '9';
-	if (digits > PARSE_NUMERIC_MAX_DIGITS)
-		return 0;
-	if (i++ == len)
-		return 1;
-	if (i < len && (s[i] == '+' || s[i] == '-'))
-		i++;
-	/* the text is not NUL-terminated: read the exponent's digits by hand */
-	for (; i < len; i++) {
-		exp = exp * 10 + (s[i] - '0');
-		if (exp > PARSE_NUMERIC_MAX_EXPONENT)
-			return 0;
+	for (; i < len && s[i] != 'e' && s[i] != 'E'; i++) {
+		if (s[i] == '.')
+			in_frac = 1;
+		else if (s[i] >= '0' && s[i] <= '9')
+			*(in_frac ? &fracs : &ints) += 1;
 	}
-	return 1;
+	if (i < len) {
+		i++;
+		if (i < len && (s[i] == '+' || s[i] == '-'))
+			neg_exp = s[i++] == '-';
+		/* the text is not NUL-terminated: read the exponent's digits by hand */
+		for (; i < len; i++) {
+			exp = exp * 10 + (s[i] - '0');
+			if (exp > 10 * PARSE_NUMERIC_MAX_INT_DIGITS)
+				return 0;
+		}
+		if (neg_exp)
+			exp = -exp;
+	}
+	/* digits before and after the point once the exponent is applied */
+	return ints + exp <= PARSE_NUMERIC_MAX_INT_DIGITS &&
+	    fracs - exp <= PARSE_NUMERIC_MAX_FRAC_DIGITS;
 }
 
 const char *
@@ -156,6 +164,9 @@ parse_sanitize(struct parse *p, const unsigned char **s, size_t *len)
 		i += vl;
 	if (i == *len)
 		return 0;
+	if (*len > p->max_record)
+		return parse_fail(p, "call #%u of the page is larger than %zu bytes",
+		    p->count + 1, p->max_record), -1;
 	p->scratch.len = 0;
 	if (buf_reserve(&p->scratch, *len * 3) < 0)
 		return parse_fail(p, "out of memory"), -1;
@@ -485,13 +496,25 @@ parse_yajl_error(struct parse *p, const unsigned char *buf, size_t len)
 {
 	unsigned char *msg = yajl_get_error(p->h, 0, buf, len);
 	size_t n = msg != NULL ? strlen((char *)msg) : 0;
-	/* at the end of the body yajl counts a byte of its own: the offset is the end */
-	size_t at = buf != NULL ? parse_offset(p) : p->fed;
+	const char *what = msg != NULL ? (char *)msg : "unknown error";
 
 	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
 		n--;
-	parse_fail(p, "invalid JSON at byte %zu: %.*s", at, (int)n,
-	    msg != NULL ? (char *)msg : "unknown error");
+	/*
+	 * yajl's byte count for a syntax error depends on where the chunks were
+	 * cut, so name the call instead; at the end of the body the offset is the
+	 * body's length.
+	 */
+	if (buf == NULL)
+		parse_fail(p, "invalid JSON at byte %zu (the end): %.*s", p->fed, (int)n, what);
+	else if (p->closed)
+		parse_fail(p, "unexpected text after the JSON array of %u calls: %.*s", p->count,
+		    (int)n, what);
+	else if (p->depth == 0)
+		parse_fail(p, "the body is not JSON: %.*s", (int)n, what);
+	else
+		parse_fail(p, "invalid JSON in element #%u of the array: %.*s", p->count + 1,
+		    (int)n, what);
 	if (msg != NULL)
 		yajl_free_error(p->h, msg);
 }

@@ -61,12 +61,12 @@ void parse_free(struct parse *p);
 const char *parse_field_name(enum field_id f);
 
 /*
- * PostgreSQL's numeric (and so jsonb) refuses an exponent beyond +-1000;
- * digits are capped well inside its limits too. A JSON number outside makes
- * its call unstorable (record.error), not the page.
+ * PostgreSQL's numeric (and so jsonb) holds at most 131072 digits before the
+ * decimal point and 16383 after it, once the exponent is applied. A JSON
+ * number beyond makes its call unstorable (record.error), not the page.
  */
-#define PARSE_NUMERIC_MAX_EXPONENT 1000
-#define PARSE_NUMERIC_MAX_DIGITS 16000
+#define PARSE_NUMERIC_MAX_INT_DIGITS 131072
+#define PARSE_NUMERIC_MAX_FRAC_DIGITS 16383
 int parse_number_ok(const char *s, size_t len);
 
 #endif

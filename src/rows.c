@@ -221,16 +221,48 @@ rows_warn(struct rows *r, const char *id, enum field_id f, const struct field_va
 		    parse_field_name(f), tnames[v->type], expected);
 }
 
+/* Length of the longest prefix of s (valid UTF-8) of at most max bytes that ends on a character. */
+static int
+utf8_cut(const char *s, size_t len, size_t max)
+{
+	if (len <= max)
+		return (int)len;
+	while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+		max--;
+	return (int)max;
+}
+
+/* Drops a character that the end of the string cuts in two. */
+static void
+utf8_trim_end(char *s)
+{
+	size_t len = strlen(s), k = len, need;
+	unsigned char lead;
+
+	while (k > 0 && ((unsigned char)s[k - 1] & 0xC0) == 0x80)
+		k--;
+	if (k == 0)
+		return;
+	lead = (unsigned char)s[k - 1];
+	need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+	if (len - (k - 1) < need)
+		s[k - 1] = '\0';
+}
+
 /* Keeps the record for vozagent.rejects; returns 1 (rejected) or -1 (batch full). */
 static int
 rows_reject(struct rows *r, const struct record *rec, const char *fmt, ...)
 {
 	va_list ap;
 	size_t mark = r->rejects.len;
+	int n;
 
 	va_start(ap, fmt);
-	vsnprintf(r->reject, sizeof r->reject, fmt, ap);
+	n = vsnprintf(r->reject, sizeof r->reject, fmt, ap);
 	va_end(ap);
+	/* a reason cut short must not end inside a character: it goes into a text column */
+	if (n >= (int)sizeof r->reject)
+		utf8_trim_end(r->reject);
 	if (buf_append(&r->rejects, r->reject, strlen(r->reject) + 1) < 0 ||
 	    buf_append(&r->rejects, rec->raw, rec->raw_len) < 0 ||
 	    buf_append(&r->rejects, "", 1) < 0) {
@@ -255,13 +287,13 @@ rows_add(struct rows *r, const struct record *rec)
 	if (idv->type != JSON_STRING || idv->len == 0 || memchr(idv->text, '\0', idv->len))
 		return rows_reject(r, rec, "call #%u of the page has no string \"id\"",
 		    rec->index + 1);
-	snprintf(id, sizeof id, "%.*s", (int)idv->len, idv->text);
+	snprintf(id, sizeof id, "%.*s", utf8_cut(idv->text, idv->len, 100), idv->text);
 	if (rec->error != NULL)
-		return rows_reject(r, rec, "call %.100s cannot be stored: %s", id, rec->error);
+		return rows_reject(r, rec, "call %s cannot be stored: %s", id, rec->error);
 	for (size_t i = 0; i < r->n; i++) {
 		if (strlen(rows_id_of(r, i)) == idv->len &&
 		    memcmp(rows_id_of(r, i), idv->text, idv->len) == 0)
-			return rows_reject(r, rec, "call #%u of the page repeats id %.100s",
+			return rows_reject(r, rec, "call #%u of the page repeats id %s",
 			    rec->index + 1, id);
 	}
 	if (r->n == r->facts_cap) {

@@ -383,16 +383,19 @@ test_duration_typing(void)
 	ASSERT_EQ_UINT(rows_rejected(R), 0);
 }
 
-/* numeric (and so jsonb) refuses an exponent beyond 1000: the call is rejected, kept whole */
+/*
+ * numeric (and so jsonb) holds 131072 digits before the point and 16383 after:
+ * a call with a number beyond is rejected, kept whole; one just inside is not.
+ */
 static void
 test_number_beyond_numeric_rejected(void)
 {
 	const char *reason, *raw;
 
 	ASSERT_ADD_PAGE("["
-	    "{\"id\":\"n0\",\"duration_seconds\":1e1001},"
-	    "{\"id\":\"n1\",\"extra\":{\"x\":[1E-999999]}},"
-	    "{\"id\":\"n2\",\"duration_seconds\":7}"
+	    "{\"id\":\"n0\",\"duration_seconds\":1e131072},"
+	    "{\"id\":\"n1\",\"extra\":{\"x\":[1E-16384]}},"
+	    "{\"id\":\"n2\",\"duration_seconds\":7,\"a\":1e131071,\"b\":1e-16383}"
 	    "]");
 	ASSERT_EQ_UINT(rows_count(R), 1);
 	ASSERT_EQ_STR(rows_id(R, 0), "n2");
@@ -401,10 +404,10 @@ test_number_beyond_numeric_rejected(void)
 	rows_reject_at(R, 0, &reason, &raw);
 	ASSERT_CONTAINS(reason, "n0");
 	ASSERT_CONTAINS(reason, "numeric");
-	ASSERT_EQ_STR(raw, "{\"id\":\"n0\",\"duration_seconds\":1e1001}");
+	ASSERT_EQ_STR(raw, "{\"id\":\"n0\",\"duration_seconds\":1e131072}");
 	rows_reject_at(R, 1, &reason, &raw);
 	ASSERT_CONTAINS(reason, "n1");
-	ASSERT_EQ_STR(raw, "{\"id\":\"n1\",\"extra\":{\"x\":[1E-999999]}}");
+	ASSERT_EQ_STR(raw, "{\"id\":\"n1\",\"extra\":{\"x\":[1E-16384]}}");
 }
 
 static void
