@@ -405,9 +405,17 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 		break;
 	case KEY_URL: {
 		size_t n = strlen(v);
+		const char *host = strstr(v, "://");
 		if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
 			loader_error(ld, "%s: %s must start with http:// or https://, got '%s'",
 			    where, k->name, v);
+			return;
+		}
+		host += 3;
+		if (*host == '\0' || *host == '/' || *host == '?' || *host == '#' ||
+		    strpbrk(v, " \t\r\n") != NULL) {
+			loader_error(ld, "%s: %s needs a host name and no spaces, got '%s'", where,
+			    k->name, v);
 			return;
 		}
 		while (n > 0 && v[n - 1] == '/')
@@ -457,6 +465,34 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 	}
 }
 
+/*
+ * libpq quotes the offending part of a connection string in its message,
+ * and that part may be a password: keep the message, drop what it quotes.
+ */
+static void
+redact_quoted(const char *msg, char *out, size_t outlen)
+{
+	size_t o = 0;
+	int quoted = 0;
+
+	for (; *msg != '\0' && o + 4 < outlen; msg++) {
+		if (*msg == '"') {
+			if (!quoted) {
+				memcpy(out + o, "\"...", 4);
+				o += 4;
+			} else {
+				out[o++] = '"';
+			}
+			quoted = !quoted;
+		} else if (!quoted) {
+			out[o++] = *msg == '\n' ? ' ' : *msg;
+		}
+	}
+	while (o > 0 && out[o - 1] == ' ')
+		o--;
+	out[o] = '\0';
+}
+
 static int
 loader_bad(const struct loader *ld, const char *name)
 {
@@ -491,12 +527,10 @@ config_check(struct loader *ld, struct config *cfg)
 	/* validate the connection string now, without connecting */
 	opts = PQconninfoParse(cfg->database_url, &pqerr);
 	if (opts == NULL) {
-		size_t n = pqerr != NULL ? strlen(pqerr) : 0;
-		while (n > 0 && isspace((unsigned char)pqerr[n - 1]))
-			n--;
-		loader_error(ld, "%s: database_url is not a valid libpq connection string: %.*s",
-		    ld->set[key_find("database_url", 12) - keys].where, (int)n,
-		    pqerr != NULL ? pqerr : "out of memory");
+		char why[256];
+		redact_quoted(pqerr != NULL ? pqerr : "out of memory", why, sizeof why);
+		loader_error(ld, "%s: database_url is not a valid libpq connection string: %s",
+		    ld->set[key_find("database_url", 12) - keys].where, why);
 		PQfreemem(pqerr);
 	} else {
 		PQconninfoFree(opts);
