@@ -23,9 +23,12 @@ VOZ_PACKAGES=(
 	"postgresql-$VOZ_PG_VERSION" "postgresql-client-$VOZ_PG_VERSION"
 	# the API simulator (stdlib only); pgrep/pkill for tests; TLS roots
 	python3 procps ca-certificates
+	# fuzzing: clang-14 neither depends on nor recommends the runtime that holds
+	# libFuzzer and its ASan, so both are named
+	clang libclang-rt-14-dev
+	# end-to-end tests under memcheck
+	valgrind
 )
-# Not yet: clang + libclang-rt-14-dev (fuzzing) and valgrind arrive with the
-# issues that use them; nothing here would run them today.
 
 step() { printf '==> %s\n' "$*" >&2; }
 note() { printf '    %s\n' "$*" >&2; }
@@ -141,6 +144,7 @@ build_tree() {
 
 build_main() { build_tree build RelWithDebInfo; }
 build_asan() { build_tree build-asan Debug -DVOZAGENT_SANITIZE=ON; }
+build_fuzz() { build_tree build-fuzz RelWithDebInfo -DCMAKE_C_COMPILER=clang -DVOZAGENT_FUZZ=ON; }
 
 # Read KEY=VALUE lines (as cluster.sh writes them) into shell variables.
 # Not `source`: a value may hold spaces.
