@@ -14,6 +14,7 @@
 
 #define CONFIG_LINE_MAX 4096
 #define CONFIG_TOKEN_MAX 4096
+#define CONFIG_DURATION_MAX_MS (100ull * 366 * 86400 * 1000)
 
 enum key_type {
 	KEY_STRING, KEY_DURATION, KEY_PAGE_SIZE, KEY_ORDER, KEY_LOG_LEVEL, KEY_URL, KEY_SIZE,
@@ -128,7 +129,8 @@ config_parse_duration(const char *s, uint64_t *ms)
 		return -1;
 	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
 		if (strcmp(end, units[i].suffix) == 0) {
-			if (v > UINT64_MAX / units[i].mult / 1000) /* keep far from overflow */
+			/* a century is enough, and keeps every sum in microseconds in range */
+			if (v > CONFIG_DURATION_MAX_MS / units[i].mult)
 				return -1;
 			*ms = v * units[i].mult;
 			return 0;
@@ -189,6 +191,18 @@ loader_set(struct loader *ld, const struct key_def *k, const char *value, size_t
 	snprintf(o->where, sizeof o->where, "%s", where);
 }
 
+static int
+key_looks_like_name(const char *s, size_t n)
+{
+	if (n == 0 || n > 32)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!(islower((unsigned char)s[i]) || s[i] == '_' ||
+		    (i > 0 && isdigit((unsigned char)s[i]))))
+			return 0;
+	return 1;
+}
+
 /* Parses `key = value` (value optionally "quoted"), `# comment`, blank. */
 static void
 loader_line(struct loader *ld, const char *path, int lineno, char *s)
@@ -213,7 +227,12 @@ loader_line(struct loader *ld, const char *path, int lineno, char *s)
 		end--;
 	k = key_find(key, (size_t)(end - key));
 	if (k == NULL) {
-		loader_error(ld, "%s: unknown key '%.*s'", where, (int)(end - key), key);
+		/* a pasted secret is no key name: show only what looks like one */
+		if (key_looks_like_name(key, (size_t)(end - key)))
+			loader_error(ld, "%s: unknown key '%.*s'", where, (int)(end - key), key);
+		else
+			loader_error(ld, "%s: expected 'key = value' (the text before '=' is not "
+			    "a key name, and is not shown in case it is a secret)", where);
 		return;
 	}
 	val = eq + 1;
@@ -319,6 +338,12 @@ token_read_file(struct loader *ld, const char *path, const char *where)
 		return NULL;
 	}
 	n = fread(buf, 1, sizeof buf - 1, f);
+	if (ferror(f)) {
+		loader_error(ld, "%s: cannot read api_token_file '%s': %s", where, path,
+		    strerror(errno));
+		fclose(f);
+		return NULL;
+	}
 	fclose(f);
 	if (n > CONFIG_TOKEN_MAX) {
 		loader_error(ld, "%s: api token file '%s' is larger than %d bytes", where, path,
@@ -538,7 +563,7 @@ config_check(struct loader *ld, struct config *cfg)
 }
 
 int
-config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+config_load(struct config *cfg, const char *path, int need_token, char *err, size_t errlen)
 {
 	struct loader ld;
 
@@ -565,6 +590,10 @@ config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		loader_apply(&ld, cfg, i);
 	ld.cur_key = -1;
 	token_resolve(&ld, cfg);
+	if (need_token && cfg->api_token == NULL)
+		loader_error(&ld, "%s: no API key: set api_token or api_token_file, or "
+		    "VOZAGENT_API_TOKEN, or provide the systemd credential 'api_token'",
+		    path != NULL ? path : "(no config file)");
 	config_check(&ld, cfg);
 	for (size_t i = 0; i < NKEYS; i++)
 		free(ld.set[i].value);
@@ -573,17 +602,6 @@ config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
-}
-
-int
-config_require_token(const struct config *cfg, char *err, size_t errlen)
-{
-	if (cfg->api_token != NULL)
-		return 0;
-	snprintf(err, errlen, "%s: no API key: set api_token or api_token_file, or "
-	    "VOZAGENT_API_TOKEN, or provide the systemd credential 'api_token'",
-	    cfg->path != NULL ? cfg->path : "(no config file)");
-	return -1;
 }
 
 void

@@ -36,11 +36,10 @@ struct config {
  * Fills cfg from defaults, then the file (path; NULL = the default path when
  * it exists), then the environment. Returns 0, or -1 with every problem found
  * written to err, one per line, each naming the key and where it was set.
- * The token is not required here: config_require_token() checks it for the
- * commands that talk to the API.
+ * need_token: the command talks to the API, so a missing key is one of them.
  */
-int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
-int config_require_token(const struct config *cfg, char *err, size_t errlen);
+int config_load(struct config *cfg, const char *path, int need_token, char *err,
+    size_t errlen);
 void config_free(struct config *cfg);
 
 /* "90", "90s", "1500ms", "5m", "2h", "1d" -> milliseconds. 0 or -1. */

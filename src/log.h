@@ -20,4 +20,11 @@ void log_warn(const char *fmt, ...) LOG_PRINTF;
 void log_warnx(const char *fmt, ...) LOG_PRINTF;
 void log_errx(const char *fmt, ...) LOG_PRINTF;
 
+/*
+ * Makes text from outside (an API error body, a server message) fit for one
+ * log line and a text column: control characters become spaces, invalid
+ * UTF-8 bytes '?', and a character cut by the end is dropped.
+ */
+void log_clean(char *s);
+
 #endif

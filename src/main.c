@@ -71,13 +71,15 @@ app_prepare(struct app *a)
 {
 	int applied, rc;
 
-	if (a->ready && !store_conn_lost(a->store))
+	/* a connection that died while idle shows only when used: ask it */
+	if (a->ready && !store_conn_lost(a->store) && store_ping(a->store) == 0)
 		return 0;
 	a->ready = 0;
 	if (store_connect(a->store, a->cfg.database_url) < 0 ||
 	    store_migrate(a->store, &applied) < 0) {
 		log_errx("%s", store_errmsg(a->store));
-		return a->cmd == CMD_RUN ? 1 : -1;
+		/* run waits for a database that is away, not for one it must not write to */
+		return a->cmd == CMD_RUN && store_conn_lost(a->store) ? 1 : -1;
 	}
 	if (applied > 0)
 		log_info("database schema upgraded (%d migration%s applied)", applied,
@@ -164,6 +166,7 @@ run_loop(struct app *a)
 	fetch = fetch_new(&loop, &fo, err, sizeof err);
 	if (fetch == NULL) {
 		log_errx("%s", err);
+		uv_loop_close(&loop);
 		return EXIT_SOFTWARE;
 	}
 	sync = sync_new(&loop, &a->cfg, fetch, a->store);
@@ -245,15 +248,10 @@ main(int argc, char **argv)
 	}
 
 	/* configuration first: every mistake is reported before any network work */
-	if (config_load(&a.cfg, path, err, sizeof err) < 0) {
+	if (config_load(&a.cfg, path, a.cmd == CMD_RUN || a.cmd == CMD_ONCE ||
+	    a.cmd == CMD_BACKFILL, err, sizeof err) < 0) {
 		fprintf(stderr, "vozagent-sync: configuration error%s:\n%s\n",
 		    strchr(err, '\n') != NULL ? "s" : "", err);
-		return EXIT_CONFIG;
-	}
-	if ((a.cmd == CMD_RUN || a.cmd == CMD_ONCE || a.cmd == CMD_BACKFILL) &&
-	    config_require_token(&a.cfg, err, sizeof err) < 0) {
-		fprintf(stderr, "vozagent-sync: configuration error:\n%s\n", err);
-		config_free(&a.cfg);
 		return EXIT_CONFIG;
 	}
 	if (check_only) {

@@ -466,7 +466,14 @@ parse_open(struct parse *p)
 	p->cur_field = -1;
 	p->err[0] = '\0';
 	p->h = yajl_alloc(&callbacks, NULL, p);
-	return p->h != NULL ? 0 : -1;
+	if (p->h == NULL)
+		return -1;
+	/*
+	 * Invalid UTF-8 in a string must not fail the page (it would fail on
+	 * every retry): parse_sanitize replaces it with U+FFFD, as for NUL.
+	 */
+	yajl_config(p->h, yajl_dont_validate_strings, 1);
+	return 0;
 }
 
 struct parse *

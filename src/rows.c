@@ -19,7 +19,7 @@ struct row_facts {
 struct rows {
 	struct buf copy;          /* COPY text of the batch */
 	struct buf ids;           /* NUL-terminated ids, back to back */
-	struct buf rejects;       /* reason NUL raw NUL, per rejected record */
+	struct buf rejects;       /* reason NUL raw NUL id NUL (empty: none), per rejected record */
 	size_t nrejects;
 	struct row_facts *facts;
 	size_t n, facts_cap;
@@ -263,8 +263,13 @@ rows_reject(struct rows *r, const struct record *rec, const char *fmt, ...)
 	/* a reason cut short must not end inside a character: it goes into a text column */
 	if (n >= (int)sizeof r->reject)
 		utf8_trim_end(r->reject);
+	const struct field_value *id = &rec->f[FIELD_ID];
+	int has_id = id->type == JSON_STRING && id->len > 0 && memchr(id->text, '\0', id->len) == NULL;
+
 	if (buf_append(&r->rejects, r->reject, strlen(r->reject) + 1) < 0 ||
 	    buf_append(&r->rejects, rec->raw, rec->raw_len) < 0 ||
+	    buf_append(&r->rejects, "", 1) < 0 ||
+	    buf_append(&r->rejects, has_id ? id->text : "", has_id ? id->len : 0) < 0 ||
 	    buf_append(&r->rejects, "", 1) < 0) {
 		r->rejects.len = mark;
 		return -1;
@@ -387,16 +392,19 @@ rows_rejects(const struct rows *r)
 }
 
 void
-rows_reject_at(const struct rows *r, size_t i, const char **reason, const char **raw)
+rows_reject_at(const struct rows *r, size_t i, const char **reason, const char **raw,
+    const char **id)
 {
 	const char *p = r->rejects.data;
 
-	for (; i > 0; i--) {
-		p += strlen(p) + 1;
-		p += strlen(p) + 1;
-	}
+	for (; i > 0; i--)
+		for (int k = 0; k < 3; k++)
+			p += strlen(p) + 1;
 	*reason = p;
 	*raw = p + strlen(p) + 1;
+	*id = *raw + strlen(*raw) + 1;
+	if (**id == '\0')
+		*id = NULL;
 }
 
 size_t

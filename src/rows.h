@@ -25,9 +25,10 @@ void rows_free(struct rows *r);
  */
 int rows_add(struct rows *r, const struct record *rec);
 const char *rows_reject_reason(const struct rows *r);
-/* The rejected records of the batch, with why, for vozagent.rejects. */
+/* The rejected records of the batch, with why, for vozagent.rejects; id NULL when none. */
 size_t rows_rejects(const struct rows *r);
-void rows_reject_at(const struct rows *r, size_t i, const char **reason, const char **raw);
+void rows_reject_at(const struct rows *r, size_t i, const char **reason, const char **raw,
+    const char **id);
 
 size_t rows_count(const struct rows *r);
 unsigned rows_warnings(const struct rows *r);

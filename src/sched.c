@@ -139,10 +139,12 @@ sched_new(uv_loop_t *loop, struct sync *sync, uint64_t interval_ms, sched_prepar
 	s->prepare = prepare;
 	s->prepare_arg = arg;
 	s->prepare_backoff_ms = SCHED_PREPARE_BACKOFF_MIN_MS;
-	uv_timer_init(loop, &s->tick);
-	uv_signal_init(loop, &s->sigint);
-	uv_signal_init(loop, &s->sigterm);
-	uv_signal_init(loop, &s->sighup);
+	/* these cannot fail on Linux for a live loop; if one did, nothing to close yet */
+	if (uv_timer_init(loop, &s->tick) != 0 || uv_signal_init(loop, &s->sigint) != 0 ||
+	    uv_signal_init(loop, &s->sigterm) != 0 || uv_signal_init(loop, &s->sighup) != 0) {
+		log_errx("cannot set up the event loop's timer and signals");
+		abort();
+	}
 	s->tick.data = s->sigint.data = s->sigterm.data = s->sighup.data = s;
 	return s;
 }

@@ -15,6 +15,9 @@
 
 /* pg_advisory_lock key space of this program: 'VozA' */
 #define STORE_LOCK_CLASS "1450801729"
+/* A timestamptz from a bigint parameter of microseconds since the epoch, exactly. */
+#define STORE_USEC(p) "('epoch'::timestamptz + " p "::bigint * interval '1 microsecond')"
+#define STORE_COPY_CHUNK (1 << 20)
 
 /*
  * Every statement the daemon runs, named once. The schema itself and the
@@ -35,6 +38,9 @@ enum stmt_id {
 	STMT_FINISH_BACKFILL,
 	STMT_SEEN_CLEAR,
 	STMT_REJECT_ADD,
+	STMT_SEEN_ADD,
+	STMT_PING,
+	STMT_NEWEST_MIRRORED,
 	STMT_STATUS_SOURCES,
 	STMT_STATUS_RUNS,
 	STMT_COUNT
@@ -80,13 +86,19 @@ static const struct {
 	    " drift_rereads = $10, outcome = $11, error = $12, finished_at = now() WHERE id = $1" },
 	[STMT_MERGE] = { "merge", 2,
 	    "SELECT inserted, updated FROM vozagent.merge_stage($1, $2::bool)" },
-	[STMT_STATE_SAVE] = { "state_save", 10,
+	/*
+	 * Compare-and-set: the row is written only if its cursor is still the one
+	 * this process last committed (or loaded). Another writer, or a commit of
+	 * ours whose answer was lost with the connection, makes it write nothing.
+	 * Times travel as exact microseconds since the epoch.
+	 */
+	[STMT_STATE_SAVE] = { "state_save", 14,
 	    "INSERT INTO vozagent.sync_state AS s (source, api_order, newest_started_at,"
 	    "  window_offset, backfill_offset, backfill_run_id, last_backfill_at, last_pass_at,"
 	    "  window_base_at, backfill_anchor)"
-	    " VALUES ($1, nullif($2, ''), to_timestamp($3::bigint / 1000000.0), $4, $5, $6,"
+	    " VALUES ($1, nullif($2, ''), " STORE_USEC("$3") ", $4, $5, $6,"
 	    "  CASE WHEN $7::bool THEN now() END, CASE WHEN $8::bool THEN now() END,"
-	    "  to_timestamp($9::bigint / 1000000.0), $10::text[])"
+	    "  " STORE_USEC("$9") ", $10::text[])"
 	    " ON CONFLICT (source) DO UPDATE SET api_order = EXCLUDED.api_order,"
 	    "  newest_started_at = EXCLUDED.newest_started_at,"
 	    "  window_base_at = EXCLUDED.window_base_at,"
@@ -96,7 +108,18 @@ static const struct {
 	    "  backfill_anchor = EXCLUDED.backfill_anchor,"
 	    "  last_backfill_at = coalesce(EXCLUDED.last_backfill_at, s.last_backfill_at),"
 	    "  last_pass_at = coalesce(EXCLUDED.last_pass_at, s.last_pass_at),"
-	    "  updated_at = now()" },
+	    "  updated_at = now()"
+	    " WHERE s.newest_started_at IS NOT DISTINCT FROM " STORE_USEC("$11")
+	    "  AND s.window_base_at IS NOT DISTINCT FROM " STORE_USEC("$12")
+	    "  AND s.backfill_offset IS NOT DISTINCT FROM $13::bigint"
+	    "  AND s.backfill_run_id IS NOT DISTINCT FROM $14::bigint" },
+	[STMT_SEEN_ADD] = { "seen_add", 2,
+	    "INSERT INTO vozagent.backfill_seen (source, id) VALUES ($1, $2) ON CONFLICT DO NOTHING" },
+	[STMT_PING] = { "ping", 0, "SELECT 1" },
+	/* calls dated more than a day ahead are not a cursor (see sync.c) */
+	[STMT_NEWEST_MIRRORED] = { "newest_mirrored", 1,
+	    "SELECT (extract(epoch FROM max(call_started_at)) * 1000000)::bigint"
+	    " FROM vozagent.calls WHERE source = $1 AND call_started_at <= now() + interval '1 day'" },
 	[STMT_UNFINISHED] = { "unfinished", 2,
 	    "SELECT id, contact_id FROM vozagent.calls"
 	    " WHERE source = $1 AND call_status = 'in-progress' AND deleted_at IS NULL"
@@ -143,6 +166,7 @@ struct store {
 	PGconn *conn;
 	int conn_lost;
 	char *conninfo;          /* kept to reconnect */
+	int cursor_moved;        /* the last commit failed its compare-and-set */
 	char *locked_source;     /* the source lock to take again after reconnecting */
 	char err[1024];
 };
@@ -175,6 +199,12 @@ int
 store_conn_lost(const struct store *s)
 {
 	return s->conn_lost;
+}
+
+int
+store_cursor_moved(const struct store *s)
+{
+	return s->cursor_moved;
 }
 
 /* Records an error: what we were doing, then libpq's words on one line. */
@@ -303,6 +333,12 @@ store_reconnect(struct store *s)
 	/* the lock died with the old session: take it again, or give up the pass */
 	rc = store_lock_source(s, s->locked_source);
 	if (rc == 1) {
+		/*
+		 * Drop the session: whoever uses this store next must connect and
+		 * take the lock like a newcomer, not write without it.
+		 */
+		PQfinish(s->conn);
+		s->conn = NULL;
 		store_fail(s, NULL, "another process took source '%s' while the connection was "
 		    "down", s->locked_source);
 		s->conn_lost = 0;
@@ -410,6 +446,20 @@ store_lock_source(struct store *s, const char *source)
 }
 
 int
+store_ping(struct store *s)
+{
+	PGresult *res;
+
+	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK)
+		return store_fail(s, NULL, "no connection to PostgreSQL");
+	res = store_run(s, STMT_PING, NULL, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+int
 store_abandon_runs(struct store *s, const char *source)
 {
 	const char *params[1] = { source };
@@ -455,6 +505,19 @@ store_state_load(struct store *s, const char *source, struct sync_state *st)
 		return -1;
 	for (int i = 0; i < PQntuples(res) && st->nanchor < STATE_ANCHOR_MAX; i++)
 		snprintf(st->anchor[st->nanchor++], STATE_ANCHOR_ID_MAX, "%s", PQgetvalue(res, i, 0));
+	PQclear(res);
+	return 0;
+}
+
+int
+store_newest_mirrored(struct store *s, const char *source, int64_t *usec)
+{
+	const char *params[1] = { source };
+	PGresult *res = store_run(s, STMT_NEWEST_MIRRORED, params, PGRES_TUPLES_OK);
+
+	if (res == NULL)
+		return -1;
+	*usec = get_int64(res, 0, ROWS_NO_TIME);
 	PQclear(res);
 	return 0;
 }
@@ -525,7 +588,13 @@ store_copy_rows(struct store *s, struct rows *rows)
 		return -1;
 	}
 	PQclear(res);
-	if (PQputCopyData(s->conn, data, (int)len) != 1 || PQputCopyEnd(s->conn, NULL) != 1)
+	/* in pieces: PQputCopyData takes an int, and a batch may be larger */
+	for (size_t off = 0; off < len; off += STORE_COPY_CHUNK) {
+		size_t n = len - off < STORE_COPY_CHUNK ? len - off : STORE_COPY_CHUNK;
+		if (PQputCopyData(s->conn, data + off, (int)n) != 1)
+			return store_fail(s, NULL, "cannot send the page to PostgreSQL");
+	}
+	if (PQputCopyEnd(s->conn, NULL) != 1)
 		return store_fail(s, NULL, "cannot send the page to PostgreSQL");
 	res = PQgetResult(s->conn);
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
@@ -551,9 +620,10 @@ param_int64(char *buf, size_t len, int64_t v, int64_t null_value)
 static char *text_array_literal(const char *const *items, size_t n);
 
 static int
-store_save_state(struct store *s, const char *source, const struct sync_state *st)
+store_save_state(struct store *s, const char *source, const struct sync_state *expect,
+    const struct sync_state *st)
 {
-	char num[5][24];
+	char num[9][24];
 	const char *anchor[STATE_ANCHOR_MAX];
 	char *anchor_lit = NULL;
 	PGresult *res;
@@ -563,18 +633,32 @@ store_save_state(struct store *s, const char *source, const struct sync_state *s
 	if (st->nanchor > 0 && (anchor_lit = text_array_literal(anchor, (size_t)st->nanchor)) == NULL)
 		return store_fail(s, NULL, "out of memory");
 	{
-		const char *params[10] = { source, st->api_order,
+		const char *params[14] = { source, st->api_order,
 			param_int64(num[0], 24, st->newest_started_at, ROWS_NO_TIME),
 			param_int64(num[1], 24, st->window_offset, -1),
 			param_int64(num[2], 24, st->backfill_offset, -1),
 			param_int64(num[3], 24, st->backfill_run_id, -1),
 			st->backfill_done ? "true" : "false", st->pass_done ? "true" : "false",
-			param_int64(num[4], 24, st->window_base_at, ROWS_NO_TIME), anchor_lit };
+			param_int64(num[4], 24, st->window_base_at, ROWS_NO_TIME), anchor_lit,
+			param_int64(num[5], 24, expect->newest_started_at, ROWS_NO_TIME),
+			param_int64(num[6], 24, expect->window_base_at, ROWS_NO_TIME),
+			param_int64(num[7], 24, expect->backfill_offset, -1),
+			param_int64(num[8], 24, expect->backfill_run_id, -1) };
 		res = store_run(s, STMT_STATE_SAVE, params, PGRES_COMMAND_OK);
 	}
 	free(anchor_lit);
 	if (res == NULL)
 		return -1;
+	if (strcmp(PQcmdTuples(res), "1") != 0) {
+		PQclear(res);
+		s->conn_lost = 0;
+		s->cursor_moved = 1;
+		snprintf(s->err, sizeof s->err, "the cursor of source '%s' changed under this pass "
+		    "(another process, or a commit whose answer was lost with the connection): "
+		    "nothing of this page was written; the next pass starts from the new cursor",
+		    source);
+		return -1;
+	}
 	PQclear(res);
 	return 0;
 }
@@ -588,19 +672,28 @@ store_add_rejects(struct store *s, const struct store_page *page)
 	snprintf(run, sizeof run, "%" PRId64, page->run_id);
 	snprintf(off, sizeof off, "%" PRId64, page->offset);
 	for (size_t i = 0; i < rows_rejects(page->rows); i++) {
+		const char *id;
 		PGresult *res;
-		rows_reject_at(page->rows, i, &params[3], &params[4]);
+		rows_reject_at(page->rows, i, &params[3], &params[4], &id);
 		res = store_run(s, STMT_REJECT_ADD, params, PGRES_COMMAND_OK);
 		if (res == NULL)
 			return -1;
 		PQclear(res);
+		/* listed, even if not storable: a backfill must not mark it deleted */
+		if (page->backfill && id != NULL) {
+			const char *seen[2] = { page->source, id };
+			res = store_run(s, STMT_SEEN_ADD, seen, PGRES_COMMAND_OK);
+			if (res == NULL)
+				return -1;
+			PQclear(res);
+		}
 	}
 	return 0;
 }
 
 int
 store_commit_page(struct store *s, const struct store_page *page,
-    const struct sync_state *st, struct store_stats *stats)
+    const struct sync_state *expect, const struct sync_state *st, struct store_stats *stats)
 {
 	struct store_stats next = *stats;
 	struct run_params rp;
@@ -636,7 +729,8 @@ store_commit_page(struct store *s, const struct store_page *page,
 	if (res == NULL)
 		goto fail;
 	PQclear(res);
-	if (store_save_state(s, source, st) < 0)
+	s->cursor_moved = 0;
+	if (store_save_state(s, source, expect, st) < 0)
 		goto fail;
 	if (store_exec(s, "COMMIT", "cannot commit the page") < 0)
 		goto fail;

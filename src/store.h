@@ -50,6 +50,8 @@ int store_lock_source(struct store *s, const char *source);
 int store_abandon_runs(struct store *s, const char *source);
 
 int store_state_load(struct store *s, const char *source, struct sync_state *st);
+/* The newest call_started_at mirrored for source (ROWS_NO_TIME when none). */
+int store_newest_mirrored(struct store *s, const char *source, int64_t *usec);
 int store_run_begin(struct store *s, const char *source, const char *mode, int64_t *run_id);
 int store_run_finish(struct store *s, int64_t run_id, const char *outcome, const char *error,
     const struct store_stats *stats);
@@ -68,9 +70,15 @@ struct store_page {
  * rejected records, the run's counters and the source's cursor; when
  * st->backfill_done, also the marking of calls the backfill did not see.
  * stats->inserted, ->updated and ->marked_deleted grow by what it changed.
+ * The cursor is written only if it is still `expect` (compare-and-set);
+ * otherwise nothing is, and store_cursor_moved() says so.
  */
 int store_commit_page(struct store *s, const struct store_page *page,
-    const struct sync_state *st, struct store_stats *stats);
+    const struct sync_state *expect, const struct sync_state *st, struct store_stats *stats);
+/* The last commit failed because the cursor was no longer `expect`. */
+int store_cursor_moved(const struct store *s);
+/* Is the connection still there? (A dropped idle connection shows only when used.) */
+int store_ping(struct store *s);
 /* A backfill starts from the beginning: forget what an abandoned one had seen. */
 int store_seen_clear(struct store *s, const char *source);
 

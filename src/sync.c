@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
+#include "anchor.h"
 #include "log.h"
 #include "parse.h"
 #include "rows.h"
@@ -25,6 +25,7 @@
 #define SYNC_DB_BACKOFF_CAP_MS 30000
 #define SYNC_WINDOW_RING 64                   /* pages remembered to place the lookback window */
 #define SYNC_MAX_TRACKED 200000               /* unfinished calls tracked in one pass */
+#define SYNC_FUTURE_SLACK_US (86400LL * 1000000) /* a start later than now + this is not a cursor */
 
 /*
  * A pass is a sequence of scans. Each scan pages through one listing
@@ -43,22 +44,24 @@ struct window_mark {
 	int64_t first_started;
 };
 
+/*
+ * What a scan has learnt from the pages it committed: the order of their
+ * calls, the newest start, where pages started. A page works on a copy,
+ * which replaces this only once the page is committed: a page that fails,
+ * or whose commit is lost, leaves no trace.
+ */
+struct scan_obs {
+	int64_t prev_started;          /* of the last call read, in list order */
+	int64_t asc, desc;             /* neighbouring calls in each order */
+	int64_t newest;                /* newest call_started_at (not in the future) */
+	int64_t first_started;         /* of this page's first call */
+	struct window_mark ring[SYNC_WINDOW_RING];
+	unsigned ring_len, ring_pos;
+};
+
 struct stale_call {
 	char *id;
 	char *contact_id;
-};
-
-/*
- * What handling a page changes before its commit. Taken before, put back when
- * the commit is lost with the connection, so the page can be done again.
- */
-struct page_undo {
-	struct sync_state state;
-	struct store_stats stats;
-	int64_t prev_started, asc, desc, scan_newest, gap_step;
-	struct window_mark ring[SYNC_WINDOW_RING];
-	unsigned ring_len, ring_pos;
-	size_t ntracked, anchor_len, nanchor;
 };
 
 /* What to do again once PostgreSQL is back. */
@@ -70,6 +73,7 @@ struct sync {
 	struct store *store;
 	struct parse *parse;
 	struct rows *rows;
+	struct anchor *anchor;
 	uv_timer_t retry_timer;
 
 	int running;
@@ -77,8 +81,9 @@ struct sync {
 	sync_done_cb done;
 	void *done_arg;
 	int64_t run_id;
-	struct store_stats stats;
-	struct sync_state state;       /* what the next commit writes */
+	struct store_stats stats;      /* as committed */
+	struct sync_state state;       /* the cursor as committed (or loaded) */
+	int backfill_failed;           /* auto mode: the last backfill pass failed */
 
 	/* the current scan */
 	enum scan_kind scan;
@@ -86,24 +91,18 @@ struct sync {
 	int64_t offset;                /* of the page being fetched */
 	int64_t step;                  /* oldest-first: how far the window probe steps back */
 	int probing;                   /* oldest-first: first page, checking the start */
+	int64_t gap_step;              /* stepping back over a shift; 0 = not */
 	int attempt, attempts_429;
 	int64_t threshold;             /* window base - lookback, at pass start */
-	int64_t pass_start_newest;     /* newest mirrored when the pass started */
-	int64_t scan_newest;           /* newest call_started_at seen this scan */
-	struct buf anchor;             /* ids of the last page known to join the one before */
-	size_t nanchor;
-	int64_t gap_step;              /* stepping back over a shift; 0 = not */
-	int joined;                    /* this page listed a call of the anchor */
+	int64_t pass_start_newest;     /* newest call mirrored when the pass started */
+	int64_t now_us;                /* wall clock at pass start */
+	struct scan_obs obs;           /* as committed */
+	struct scan_obs page;          /* the page being read: obs, plus what it shows */
+	int joined;                    /* the page listed a call the anchor knows */
 	uint64_t throttle_ms;          /* least gap between requests since a 429 */
-	struct page_undo undo;
-	struct buf anchor_undo;        /* the anchor's ids when undo was taken */
 	int db_attempt;
 	enum db_redo db_redo;
 	char url[4096];                /* of the request in flight, for messages */
-	int64_t prev_started;          /* of the last record read, for order detection */
-	int64_t asc, desc;             /* neighbouring records in each order */
-	struct window_mark ring[SYNC_WINDOW_RING];
-	unsigned ring_len, ring_pos;
 
 	/* refreshing unfinished calls */
 	char **tracked;                /* ids listed as in-progress this pass */
@@ -115,6 +114,9 @@ struct sync {
 	char err[768];
 };
 
+static void on_fetch_done(void *arg, const struct fetch_result *res);
+static void sync_next_scan(struct sync *s);
+
 const char *
 sync_mode_name(enum sync_mode mode)
 {
@@ -122,98 +124,66 @@ sync_mode_name(enum sync_mode mode)
 	    "auto";
 }
 
-/* Offset drift: the ids of the last page that is known to join the one before. */
+static int64_t
+now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Order detection, in list order; calls a page shares with earlier ones only set the place. */
 static void
-anchor_clear(struct sync *s)
+obs_call(struct scan_obs *o, int64_t t, int known, int64_t now_us)
 {
-	s->anchor.len = 0;
-	s->nanchor = 0;
-}
-
-static int
-anchor_contains(const struct sync *s, const char *id, size_t len)
-{
-	const char *p = s->anchor.data;
-
-	for (size_t i = 0; i < s->nanchor; i++) {
-		size_t n = strlen(p);
-		if (n == len && memcmp(p, id, len) == 0)
-			return 1;
-		p += n + 1;
-	}
-	return 0;
-}
-
-static int
-anchor_add(struct sync *s, const char *id)
-{
-	if (buf_append(&s->anchor, id, strlen(id) + 1) < 0)
-		return -1;
-	s->nanchor++;
-	return 0;
-}
-
-static void
-anchor_from_page(struct sync *s)
-{
-	/* a page of nothing but known calls keeps the anchor it had */
-	if (rows_count(s->rows) == 0)
+	if (t == ROWS_NO_TIME)
 		return;
-	anchor_clear(s);
-	for (size_t i = 0; i < rows_count(s->rows); i++)
-		if (anchor_add(s, rows_id(s->rows, i)) < 0)
-			break; /* cannot happen within the cap; a shorter anchor is still valid */
-}
-
-/* A backfill persists the last ids of its last page, to check them on resume. */
-static void
-anchor_to_state(struct sync *s)
-{
-	size_t n = rows_count(s->rows), first = n > STATE_ANCHOR_MAX ? n - STATE_ANCHOR_MAX : 0;
-
-	if (n == 0)
-		return;
-	s->state.nanchor = 0;
-	for (size_t i = first; i < n; i++) {
-		const char *id = rows_id(s->rows, i);
-		if (strlen(id) < STATE_ANCHOR_ID_MAX)
-			snprintf(s->state.anchor[s->state.nanchor++], STATE_ANCHOR_ID_MAX, "%s", id);
+	if (!known && o->prev_started != ROWS_NO_TIME) {
+		if (t > o->prev_started)
+			o->asc++;
+		else if (t < o->prev_started)
+			o->desc++;
 	}
+	o->prev_started = t;
+	/* a start far in the future would stop every later window short */
+	if (t <= now_us + SYNC_FUTURE_SLACK_US && (o->newest == ROWS_NO_TIME || t > o->newest))
+		o->newest = t;
 }
 
 static void
-anchor_from_state(struct sync *s)
+obs_reset(struct scan_obs *o)
 {
-	anchor_clear(s);
-	for (int i = 0; i < s->state.nanchor; i++)
-		anchor_add(s, s->state.anchor[i]);
+	memset(o, 0, sizeof *o);
+	o->prev_started = o->newest = o->first_started = ROWS_NO_TIME;
 }
-
-
-
-static int anchor_contains(const struct sync *s, const char *id, size_t len);
 
 static int
 cb_record(void *arg, const struct record *rec)
 {
 	struct sync *s = arg;
-	const struct field_value *id = &rec->f[FIELD_ID];
-	const struct field_value *t = &rec->f[FIELD_CALL_STARTED_AT];
-	int64_t started;
-	int rc;
+	const struct field_value *tv = &rec->f[FIELD_CALL_STARTED_AT];
+	char key[ANCHOR_KEY_MAX + 1];
+	int64_t t = ROWS_NO_TIME;
+	int known, rc;
 
+	if (tv->type == JSON_STRING && rows_parse_timestamp(tv->text, tv->len, &t) < 0)
+		t = ROWS_NO_TIME;
+	if (rec->index == 0)
+		s->page.first_started = t;
+	anchor_key(rec, key);
+	anchor_page_add(s->anchor, key);
 	/*
-	 * A call of the page before (the overlap, or more when calls were added
-	 * ahead): it proves this page joins that one. It was merged already.
+	 * A call of a page read before (the overlap, or more when calls were
+	 * added ahead): it proves this page joins them. It is merged already.
 	 */
-	if (s->nanchor > 0 && id->type == JSON_STRING && anchor_contains(s, id->text, id->len)) {
+	known = anchor_count(s->anchor) > 0 && anchor_has(s->anchor, key);
+	obs_call(&s->page, t, known, s->now_us);
+	if (known) {
 		s->joined = 1;
-		if (t->type == JSON_STRING && rows_parse_timestamp(t->text, t->len, &started) == 0)
-			s->prev_started = started;
 		return 0;
 	}
 	rc = rows_add(s->rows, rec);
-
 	if (rc == 1)
 		log_warnx("offset %" PRId64 ": %s: skipped", s->offset, rows_reject_reason(s->rows));
 	return rc < 0 ? -1 : 0;
@@ -239,15 +209,16 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 	/* a call is never larger than the body that holds it; COPY escaping at most doubles it */
 	s->parse = parse_new((size_t)cfg->max_body_bytes, cb_record, s);
 	s->rows = rows_new((size_t)cfg->max_body_bytes * 2 + 65536);
-	if (s->parse == NULL || s->rows == NULL || uv_timer_init(loop, &s->retry_timer) != 0) {
+	s->anchor = anchor_new((size_t)cfg->max_body_bytes + 1);
+	if (s->parse == NULL || s->rows == NULL || s->anchor == NULL ||
+	    uv_timer_init(loop, &s->retry_timer) != 0) {
 		parse_free(s->parse);
 		rows_free(s->rows);
+		anchor_free(s->anchor);
 		free(s);
 		return NULL;
 	}
 	s->retry_timer.data = s;
-	buf_init(&s->anchor, (size_t)cfg->max_body_bytes + 1);
-	buf_init(&s->anchor_undo, (size_t)cfg->max_body_bytes + 1);
 	return s;
 }
 
@@ -281,8 +252,7 @@ on_uv_timer_closed(uv_handle_t *h)
 	free(s->stale);
 	parse_free(s->parse);
 	rows_free(s->rows);
-	buf_free(&s->anchor);
-	buf_free(&s->anchor_undo);
+	anchor_free(s->anchor);
 	free(s);
 }
 
@@ -307,42 +277,42 @@ sync_running(const struct sync *s)
 	return s->running;
 }
 
+/* Ends the pass in the database: nothing in flight, outcome recorded. */
+static void
+sync_end(struct sync *s, const char *outcome, const char *error)
+{
+	s->running = 0;
+	fetch_cancel(s->fetch);
+	uv_timer_stop(&s->retry_timer);
+	if (store_run_finish(s->store, s->run_id, outcome, error, &s->stats) < 0)
+		log_warnx("could not record the end of run %" PRId64 ": %s", s->run_id,
+		    store_errmsg(s->store));
+	sync_clear_tracking(s);
+}
+
 static void
 sync_finish(struct sync *s, enum sync_result res, const char *fmt, ...)
 {
-	const char *outcome = res == SYNC_OK ? "ok" : "failed";
-
 	s->err[0] = '\0';
 	if (fmt != NULL) {
 		va_list ap;
 		va_start(ap, fmt);
 		vsnprintf(s->err, sizeof s->err, fmt, ap);
 		va_end(ap);
+		/* it may quote the API or the server: one clean line */
+		log_clean(s->err);
 	}
-	s->running = 0;
-	fetch_cancel(s->fetch);
-	uv_timer_stop(&s->retry_timer);
-	if (store_run_finish(s->store, s->run_id, outcome, res == SYNC_OK ? NULL : s->err,
-	    &s->stats) < 0)
-		log_warnx("could not record the end of run %" PRId64 ": %s", s->run_id,
-		    store_errmsg(s->store));
-	sync_clear_tracking(s);
+	if (s->mode == SYNC_BACKFILL)
+		s->backfill_failed = res != SYNC_OK;
+	sync_end(s, res == SYNC_OK ? "ok" : "failed", res == SYNC_OK ? NULL : s->err);
 	s->done(s->done_arg, res);
 }
 
 void
 sync_stop(struct sync *s)
 {
-	if (!s->running)
-		return;
-	s->running = 0;
-	fetch_cancel(s->fetch);
-	uv_timer_stop(&s->retry_timer);
-	if (store_run_finish(s->store, s->run_id, "interrupted", "stopped by a signal",
-	    &s->stats) < 0)
-		log_warnx("could not record the end of run %" PRId64 ": %s", s->run_id,
-		    store_errmsg(s->store));
-	sync_clear_tracking(s);
+	if (s->running)
+		sync_end(s, "interrupted", "stopped by a signal");
 }
 
 /* Appends "&key=escaped(value)" to url. */
@@ -372,13 +342,14 @@ sync_build_url(struct sync *s, char *url, size_t cap)
 	url_param(url, cap, "call_type", c->filter_call_type);
 }
 
-static void on_fetch_done(void *arg, const struct fetch_result *res);
-
 static int
 sync_fetch_now(struct sync *s)
 {
 	parse_reset(s->parse);
 	rows_reset(s->rows);
+	anchor_page_begin(s->anchor);
+	s->page = s->obs;
+	s->page.first_started = ROWS_NO_TIME;
 	s->joined = 0;
 	sync_build_url(s, s->url, sizeof s->url);
 	log_debug("GET %s", s->url);
@@ -391,7 +362,7 @@ sync_fetch_now(struct sync *s)
 }
 
 static void
-on_uv_retry(uv_timer_t *t)
+on_uv_fetch(uv_timer_t *t)
 {
 	struct sync *s = t->data;
 
@@ -411,24 +382,28 @@ sync_fetch_page(struct sync *s)
 	if (gap == 0)
 		return sync_fetch_now(s);
 	s->throttle_ms = gap * 3 / 4 < SYNC_THROTTLE_MIN_MS / 4 ? 0 : gap * 3 / 4;
-	uv_timer_start(&s->retry_timer, on_uv_retry, gap, 0);
+	uv_timer_start(&s->retry_timer, on_uv_fetch, gap, 0);
 	return 0;
 }
 
-static void
+/* Starts a scan at offset. -1 (s->err says why) when the request cannot start. */
+static int
 sync_start_scan(struct sync *s, enum scan_kind kind, int64_t offset)
 {
 	s->scan = kind;
 	s->offset = offset;
 	s->attempt = s->attempts_429 = 0;
-	s->scan_newest = ROWS_NO_TIME;
-	s->prev_started = ROWS_NO_TIME;
-	s->asc = s->desc = 0;
-	s->ring_len = s->ring_pos = 0;
 	s->gap_step = 0;
-	anchor_clear(s);
+	obs_reset(&s->obs);
+	anchor_reset(s->anchor);
 	s->probing = kind == SCAN_TAIL_OLDEST && offset > 0;
-	if (sync_fetch_page(s) < 0)
+	return sync_fetch_page(s);
+}
+
+static void
+sync_go_scan(struct sync *s, enum scan_kind kind, int64_t offset)
+{
+	if (sync_start_scan(s, kind, offset) < 0)
 		sync_finish(s, SYNC_ERR_API, "%s", s->err);
 }
 
@@ -445,26 +420,25 @@ sync_order(const struct sync *s)
 	return ORDER_AUTO;
 }
 
-static int64_t
-now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* For `run`: a backfill when one is pending or a full resync is due. */
+/*
+ * For `run`: a backfill when one is pending or a full resync is due; but
+ * after a backfill pass failed, one incremental pass first, so that a page
+ * that keeps failing deep in the history does not stop new calls.
+ */
 static enum sync_mode
-sync_choose_mode(const struct sync *s)
+sync_choose_mode(struct sync *s)
 {
 	const struct sync_state *st = &s->state;
 	uint64_t every = s->cfg->full_resync_ms;
 
+	if (s->backfill_failed) {
+		s->backfill_failed = 0;
+		return SYNC_INCREMENTAL;
+	}
 	if (st->backfill_offset >= 0)
 		return SYNC_BACKFILL;
 	if (every > 0 && (st->last_backfill_at == ROWS_NO_TIME ||
-	    now_usec() - st->last_backfill_at >= (int64_t)every * 1000))
+	    s->now_us - st->last_backfill_at >= (int64_t)every * 1000))
 		return SYNC_BACKFILL;
 	return SYNC_INCREMENTAL;
 }
@@ -473,14 +447,21 @@ int
 sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 {
 	enum config_order order;
-	int64_t base;
+	enum scan_kind kind;
+	int64_t base, from = 0;
 
 	if (s->running) {
 		snprintf(s->err, sizeof s->err, "a pass is already running");
 		return -1;
 	}
 	memset(&s->stats, 0, sizeof s->stats);
-	if (store_state_load(s->store, s->cfg->source, &s->state) < 0) {
+	s->now_us = now_usec();
+	/*
+	 * Late arrivals are defined against the newest call already mirrored,
+	 * which may be newer than the cursor (an interrupted scan committed it).
+	 */
+	if (store_state_load(s->store, s->cfg->source, &s->state) < 0 ||
+	    store_newest_mirrored(s->store, s->cfg->source, &s->pass_start_newest) < 0) {
 		snprintf(s->err, sizeof s->err, "%s", store_errmsg(s->store));
 		return -1;
 	}
@@ -497,7 +478,6 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	s->done = done;
 	s->done_arg = arg;
 	s->running = 1;
-	s->pass_start_newest = s->state.newest_started_at;
 	base = s->state.window_base_at != ROWS_NO_TIME ? s->state.window_base_at :
 	    s->state.newest_started_at;
 	s->threshold = base == ROWS_NO_TIME ? ROWS_NO_TIME :
@@ -505,30 +485,37 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	order = sync_order(s);
 
 	if (mode == SYNC_BACKFILL) {
-		int64_t from = s->state.backfill_offset >= 0 ? s->state.backfill_offset : 0;
-		s->state.backfill_offset = from;
-		s->state.backfill_run_id = s->run_id;
+		kind = SCAN_FULL;
+		from = s->state.backfill_offset >= 0 ? s->state.backfill_offset : 0;
 		log_info("run %" PRId64 ": backfill of source '%s' %s %" PRId64, s->run_id,
 		    s->cfg->source, from > 0 ? "resuming at offset" : "from offset", from);
-		sync_start_scan(s, SCAN_FULL, from);
-		/* check that the resumed page still joins the last one committed */
-		if (from > 0)
-			anchor_from_state(s);
 	} else if (s->threshold == ROWS_NO_TIME || order == ORDER_AUTO) {
+		kind = SCAN_FULL;
 		log_info("run %" PRId64 ": incremental pass of source '%s': %s, reading the whole "
 		    "list", s->run_id, s->cfg->source, s->threshold == ROWS_NO_TIME ?
 		    "nothing mirrored yet" : "the API's order is not known");
-		sync_start_scan(s, SCAN_FULL, 0);
 	} else if (order == ORDER_NEWEST_FIRST) {
+		kind = SCAN_TAIL_NEWEST;
 		log_info("run %" PRId64 ": incremental pass of source '%s' (newest first)",
 		    s->run_id, s->cfg->source);
-		sync_start_scan(s, SCAN_TAIL_NEWEST, 0);
 	} else {
-		int64_t from = s->state.window_offset > 0 ? s->state.window_offset : 0;
+		kind = SCAN_TAIL_OLDEST;
+		from = s->state.window_offset > 0 ? s->state.window_offset : 0;
 		log_info("run %" PRId64 ": incremental pass of source '%s' (oldest first, from "
 		    "offset %" PRId64 ")", s->run_id, s->cfg->source, from);
 		s->step = s->cfg->page_size;
-		sync_start_scan(s, SCAN_TAIL_OLDEST, from);
+	}
+	if (sync_start_scan(s, kind, from) < 0) {
+		/* the callback is never called when starting fails */
+		sync_end(s, "failed", s->err);
+		return -1;
+	}
+	if (mode == SYNC_BACKFILL && from > 0) {
+		/* the resumed page must join the last one committed (the request is in flight) */
+		const char *keys[STATE_ANCHOR_MAX];
+		for (int i = 0; i < s->state.nanchor; i++)
+			keys[i] = s->state.anchor[i];
+		anchor_load(s->anchor, keys, (size_t)s->state.nanchor);
 	}
 	return 0;
 }
@@ -554,164 +541,87 @@ sync_retry(struct sync *s, const struct fetch_result *res, const char *why)
 		uint64_t cap;
 		if (++s->attempt >= SYNC_MAX_ATTEMPTS)
 			return 0;
-		/* exponential backoff with full jitter */
+		/* exponential backoff with full jitter: at most 1, 2, 4, 8 s */
 		cap = (uint64_t)SYNC_BACKOFF_BASE_MS << s->attempt;
 		if (cap > SYNC_BACKOFF_CAP_MS)
 			cap = SYNC_BACKOFF_CAP_MS;
 		delay_ms = (uint64_t)rand() % (cap + 1);
 	}
 	log_warnx("offset %" PRId64 ": %s; retrying in %.1fs", s->offset, why, delay_ms / 1000.0);
-	uv_timer_start(&s->retry_timer, on_uv_retry, delay_ms, 0);
+	uv_timer_start(&s->retry_timer, on_uv_fetch, delay_ms, 0);
 	return 1;
 }
 
-/* Order detection: compare each call's start with the one listed before it. */
-static void
-sync_observe(struct sync *s)
-{
-	size_t n = rows_count(s->rows);
-
-	for (size_t i = 0; i < n; i++) {
-		int64_t t = rows_started_at(s->rows, i);
-		if (t == ROWS_NO_TIME)
-			continue;
-		if (s->prev_started != ROWS_NO_TIME) {
-			if (t > s->prev_started)
-				s->asc++;
-			else if (t < s->prev_started)
-				s->desc++;
-		}
-		s->prev_started = t;
-		if (s->scan_newest == ROWS_NO_TIME || t > s->scan_newest)
-			s->scan_newest = t;
-	}
-	if (n > 0 && rows_started_at(s->rows, 0) != ROWS_NO_TIME) {
-		s->ring[s->ring_pos].offset = s->offset;
-		s->ring[s->ring_pos].first_started = rows_started_at(s->rows, 0);
-		s->ring_pos = (s->ring_pos + 1) % SYNC_WINDOW_RING;
-		if (s->ring_len < SYNC_WINDOW_RING)
-			s->ring_len++;
-	}
-}
-
 static const char *
-order_detected(const struct sync *s)
+order_detected(const struct scan_obs *o)
 {
-	if (s->asc > 0 && s->desc == 0)
+	if (o->asc > 0 && o->desc == 0)
 		return "oldest_first";
-	if (s->desc > 0 && s->asc == 0)
+	if (o->desc > 0 && o->asc == 0)
 		return "newest_first";
-	if (s->asc > 0 && s->desc > 0)
+	if (o->asc > 0 && o->desc > 0)
 		return "unknown";
 	return NULL; /* too few calls to tell */
 }
 
-/* A whole-list or tail scan has reached its end: move the incremental cursor. */
+/* A whole-list or tail scan has reached its end: the cursor it moves to. */
 static void
-sync_scan_complete_cursor(struct sync *s)
+cursor_complete(const struct sync *s, const struct scan_obs *o, struct sync_state *next)
 {
-	const char *order = order_detected(s);
-	int64_t newest = s->state.newest_started_at;
+	const char *order = order_detected(o);
+	int64_t newest = next->newest_started_at;
 
 	if (s->scan == SCAN_FULL && order != NULL) {
-		if (strcmp(order, s->state.api_order) != 0)
+		if (strcmp(order, next->api_order) != 0)
 			log_info("the API lists calls %s",
 			    strcmp(order, "unknown") == 0 ? "in no order this daemon can rely on: "
 			    "incremental passes will read the whole list" :
 			    strcmp(order, "oldest_first") == 0 ? "oldest first" : "newest first");
-		snprintf(s->state.api_order, sizeof s->state.api_order, "%s", order);
+		snprintf(next->api_order, sizeof next->api_order, "%s", order);
 	}
-	if (s->scan_newest != ROWS_NO_TIME && (newest == ROWS_NO_TIME || s->scan_newest > newest))
-		newest = s->scan_newest;
-	s->state.newest_started_at = newest;
+	if (o->newest != ROWS_NO_TIME && (newest == ROWS_NO_TIME || o->newest > newest))
+		newest = o->newest;
+	next->newest_started_at = newest;
 	/*
 	 * The next window starts lookback before the newest call known when this
 	 * pass began: a late call that landed behind this pass's position while it
 	 * paged is inside it.
 	 */
-	s->state.window_base_at = s->pass_start_newest != ROWS_NO_TIME ? s->pass_start_newest :
+	next->window_base_at = s->pass_start_newest != ROWS_NO_TIME ? s->pass_start_newest :
 	    newest;
 	if (newest != ROWS_NO_TIME && (s->scan == SCAN_FULL || s->scan == SCAN_TAIL_OLDEST)) {
 		/* the last page that starts before the next pass's window */
-		int64_t limit = s->state.window_base_at - (int64_t)s->cfg->lookback_ms * 1000;
+		int64_t limit = next->window_base_at - (int64_t)s->cfg->lookback_ms * 1000;
 		int64_t best = -1;
-		for (unsigned i = 0; i < s->ring_len; i++)
-			if (s->ring[i].first_started < limit && s->ring[i].offset > best)
-				best = s->ring[i].offset;
-		if (best < 0 && s->ring_len > 0) {
+		for (unsigned i = 0; i < o->ring_len; i++)
+			if (o->ring[i].first_started < limit && o->ring[i].offset > best)
+				best = o->ring[i].offset;
+		if (best < 0 && o->ring_len > 0) {
 			/* the window starts before what we remember: take the oldest page */
 			best = INT64_MAX;
-			for (unsigned i = 0; i < s->ring_len; i++)
-				if (s->ring[i].offset < best)
-					best = s->ring[i].offset;
+			for (unsigned i = 0; i < o->ring_len; i++)
+				if (o->ring[i].offset < best)
+					best = o->ring[i].offset;
 		}
 		if (best >= 0)
-			s->state.window_offset = best;
+			next->window_offset = best;
 	}
 }
-
-static void sync_next_scan(struct sync *s);
-
-static void
-page_undo_take(struct sync *s)
-{
-	struct page_undo *u = &s->undo;
-
-	u->state = s->state;
-	u->stats = s->stats;
-	u->prev_started = s->prev_started;
-	u->asc = s->asc;
-	u->desc = s->desc;
-	u->scan_newest = s->scan_newest;
-	u->gap_step = s->gap_step;
-	memcpy(u->ring, s->ring, sizeof u->ring);
-	u->ring_len = s->ring_len;
-	u->ring_pos = s->ring_pos;
-	u->ntracked = s->ntracked;
-	u->nanchor = s->nanchor;
-	u->anchor_len = s->anchor.len;
-	s->anchor_undo.len = 0;
-	if (buf_append(&s->anchor_undo, s->anchor.data, s->anchor.len) < 0)
-		u->nanchor = 0; /* cannot happen within the cap; no anchor is still safe */
-}
-
-static void
-page_undo_apply(struct sync *s)
-{
-	const struct page_undo *u = &s->undo;
-	int64_t requests = s->stats.requests;
-
-	s->state = u->state;
-	s->stats = u->stats;
-	s->stats.requests = requests; /* those were made */
-	s->prev_started = u->prev_started;
-	s->asc = u->asc;
-	s->desc = u->desc;
-	s->scan_newest = u->scan_newest;
-	s->gap_step = u->gap_step;
-	memcpy(s->ring, u->ring, sizeof s->ring);
-	s->ring_len = u->ring_len;
-	s->ring_pos = u->ring_pos;
-	while (s->ntracked > u->ntracked)
-		free(s->tracked[--s->ntracked]);
-	anchor_clear(s);
-	if (u->nanchor > 0 && buf_append(&s->anchor, s->anchor_undo.data, u->anchor_len) == 0)
-		s->nanchor = u->nanchor;
-}
-
 
 static void
 on_uv_db_retry(uv_timer_t *t)
 {
 	struct sync *s = t->data;
+	uint64_t delay;
 
 	if (store_reconnect(s->store) < 0) {
 		if (!store_conn_lost(s->store) || ++s->db_attempt >= SYNC_DB_ATTEMPTS) {
 			sync_finish(s, SYNC_ERR_STORE, "PostgreSQL: %s", store_errmsg(s->store));
 			return;
 		}
-		uint64_t cap = 1000ull << s->db_attempt;
-		uint64_t delay = cap > SYNC_DB_BACKOFF_CAP_MS ? SYNC_DB_BACKOFF_CAP_MS : cap;
+		delay = 1000ull << s->db_attempt;
+		if (delay > SYNC_DB_BACKOFF_CAP_MS)
+			delay = SYNC_DB_BACKOFF_CAP_MS;
 		log_warnx("still no PostgreSQL (%s); trying again in %.0fs", store_errmsg(s->store),
 		    delay / 1000.0);
 		uv_timer_start(&s->retry_timer, on_uv_db_retry, delay, 0);
@@ -728,9 +638,9 @@ on_uv_db_retry(uv_timer_t *t)
 
 /*
  * The connection to PostgreSQL died under a commit: PostgreSQL rolled the
- * transaction back, so nothing of it exists. Reconnect with backoff, then
- * do the same work again. Returns 1 when a retry is scheduled, 0 when the
- * failure is not one a reconnect cures.
+ * transaction back (or, if its answer was lost, the compare-and-set of the
+ * cursor will tell). Reconnect with backoff, then do the same work again.
+ * Returns 1 when a retry is scheduled, 0 when a reconnect cannot cure it.
  */
 static int
 sync_db_lost(struct sync *s, enum db_redo redo)
@@ -744,31 +654,49 @@ sync_db_lost(struct sync *s, enum db_redo redo)
 	return 1;
 }
 
+/*
+ * Commits the page read (its rows, or none) with the cursor `next` and the
+ * counters `stats`; on success they become the committed ones. On failure
+ * the pass is finished or a reconnect scheduled, and -1 returned.
+ */
 static int
-sync_commit(struct sync *s)
+sync_commit(struct sync *s, struct rows *rows, struct sync_state *next,
+    struct store_stats *stats)
 {
 	struct store_page page = {
 		.source = s->cfg->source,
 		.run_id = s->run_id,
 		.offset = s->offset,
-		.rows = s->rows,
-		.backfill = s->mode == SYNC_BACKFILL && s->scan == SCAN_FULL,
+		.rows = rows,
+		/* while a backfill is pending, every pass's calls count as seen by it */
+		.backfill = rows != NULL && (s->mode == SYNC_BACKFILL || s->state.backfill_offset >= 0),
 	};
 
-	if (store_commit_page(s->store, &page, &s->state, &s->stats) < 0) {
-		if (store_conn_lost(s->store)) {
-			/* the page as fetched is gone with the rollback: fetch it again */
-			page_undo_apply(s);
-			sync_db_lost(s, REDO_PAGE);
+	if (store_commit_page(s->store, &page, &s->state, next, stats) < 0) {
+		if (sync_db_lost(s, rows != NULL ? REDO_PAGE : REDO_NEXT_SCAN))
 			return -1;
-		}
 		sync_finish(s, SYNC_ERR_STORE, "writing the page at offset %" PRId64 " failed: %s",
 		    s->offset, store_errmsg(s->store));
 		return -1;
 	}
 	/* done once: the unseen calls are marked, and the seen set is gone */
-	s->state.backfill_done = 0;
+	next->backfill_done = next->pass_done = 0;
+	s->state = *next;
+	s->stats = *stats;
 	return 0;
+}
+
+/* A backfill persists the last keys of its last page, to check them on resume. */
+static void
+anchor_to_state(const struct anchor *a, struct sync_state *st)
+{
+	size_t n = anchor_page_count(a), first = n > STATE_ANCHOR_MAX ? n - STATE_ANCHOR_MAX : 0;
+
+	if (n == 0)
+		return;
+	st->nanchor = 0;
+	for (size_t i = first; i < n; i++)
+		snprintf(st->anchor[st->nanchor++], STATE_ANCHOR_ID_MAX, "%s", anchor_page_key(a, i));
 }
 
 static int
@@ -779,8 +707,12 @@ sync_track(struct sync *s)
 	if (s->tracked_overflow)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
-		if (s->ntracked >= SYNC_MAX_TRACKED)
-			return -1;
+		if (s->ntracked >= SYNC_MAX_TRACKED) {
+			log_warnx("more than %d calls in progress: not refreshing finished ones this "
+			    "pass", SYNC_MAX_TRACKED);
+			s->tracked_overflow = 1;
+			return 0;
+		}
 		if (s->ntracked == s->tracked_cap) {
 			size_t cap = s->tracked_cap ? s->tracked_cap * 2 : 256;
 			char **nt = realloc(s->tracked, cap * sizeof *nt);
@@ -798,126 +730,127 @@ sync_track(struct sync *s)
 }
 
 /*
- * The page lists none of the ids of the page before it: calls were deleted
- * ahead of the pass and the list moved back under it, so calls between the
- * two pages may have been skipped. Keep what this page holds (its calls are
- * real), leave the cursor where it is, and step back, further each time,
- * until a page joins the last one again.
+ * The page lists none of the calls read before it: calls were deleted ahead
+ * of the pass and the list moved back under it, so calls between the two
+ * pages may have been skipped. Keep what this page holds (its calls are
+ * real), leave the cursor, and step back, further each time, until a page
+ * joins again.
  */
 static void
-sync_reread(struct sync *s)
+sync_reread(struct sync *s, struct store_stats *stats)
 {
-	int64_t step = s->gap_step > 0 ? s->gap_step * 2 :
-	    s->cfg->page_size > 1 ? s->cfg->page_size - 1 : 1;
+	int64_t step = s->gap_step > 0 ? s->gap_step * 2 : s->cfg->page_size - 1;
 	int64_t back = s->offset > step ? s->offset - step : 0;
+	struct sync_state next = s->state;
 
-	s->stats.drift_rereads++;
+	stats->drift_rereads++;
 	log_warnx("the list moved under the pass (calls deleted ahead of offset %" PRId64
 	    "): reading again from offset %" PRId64, s->offset, back);
-	if (sync_commit(s) < 0)
+	if (sync_commit(s, s->rows, &next, stats) < 0)
 		return;
 	s->gap_step = step;
-	s->prev_started = ROWS_NO_TIME;
 	s->offset = back;
 	if (sync_fetch_page(s) < 0)
 		sync_finish(s, SYNC_ERR_API, "%s", s->err);
 }
 
-/* A full page was read and the scan goes on; a short one ends the listing. */
+/* A page was read whole: decide what it means, commit it, then move on. */
 static void
 sync_page_done(struct sync *s)
 {
 	unsigned listed = parse_records(s->parse);
 	int last = listed < (unsigned)s->cfg->page_size;
-	int contradicts = 0;
-	/* pages overlap by one call, so each can show it joins the one before */
-	int64_t next = s->offset + listed - (s->cfg->page_size > 1 && listed > 0 ? 1 : 0);
+	int overlap = s->cfg->page_size > 1;
+	/* pages overlap by one call, so each can show it joins the ones before */
+	int64_t after = s->offset + listed - (overlap && listed > 0 ? 1 : 0);
+	struct sync_state next = s->state;
+	struct store_stats stats = s->stats;
+	struct scan_obs *o = &s->page;
+	int contradicts = 0, restart_probe = 0;
 
-	page_undo_take(s);
-	s->stats.pages++;
-	s->stats.records_seen += listed;
-	s->stats.rejected += rows_rejected(s->rows);
-	s->stats.warnings += rows_warnings(s->rows);
+	stats.pages++;
+	stats.records_seen += listed;
+	stats.rejected += rows_rejected(s->rows);
+	stats.warnings += rows_warnings(s->rows);
 	s->attempt = s->attempts_429 = 0;
-	s->state.pass_done = 0;
-	s->state.backfill_done = 0;
 	/* at offset 0 nothing lies before the page: it joins by definition */
-	if (s->nanchor > 0 && s->offset > 0 && !s->joined) {
-		sync_reread(s);
+	if (overlap && anchor_count(s->anchor) > 0 && s->offset > 0 && !s->joined) {
+		sync_reread(s, &stats);
 		return;
 	}
-	sync_observe(s);
-	anchor_from_page(s);
-	s->gap_step = 0;
+	if (rows_count(s->rows) > 0 && o->first_started != ROWS_NO_TIME) {
+		o->ring[o->ring_pos].offset = s->offset;
+		o->ring[o->ring_pos].first_started = o->first_started;
+		o->ring_pos = (o->ring_pos + 1) % SYNC_WINDOW_RING;
+		if (o->ring_len < SYNC_WINDOW_RING)
+			o->ring_len++;
+	}
 
 	switch (s->scan) {
 	case SCAN_FULL:
 		if (s->mode == SYNC_BACKFILL) {
-			s->state.backfill_offset = next;
-			anchor_to_state(s);
+			next.backfill_offset = after;
+			next.backfill_run_id = s->run_id;
+			anchor_to_state(s->anchor, &next);
 		}
 		if (last) {
-			sync_scan_complete_cursor(s);
+			cursor_complete(s, o, &next);
 			if (s->mode == SYNC_BACKFILL) {
-				s->state.backfill_offset = -1;
-				s->state.backfill_run_id = -1;
-				s->state.nanchor = 0;
-				s->state.backfill_done = 1;
+				next.backfill_offset = -1;
+				next.backfill_run_id = -1;
+				next.nanchor = 0;
+				next.backfill_done = 1;
 			}
 		}
 		break;
 	case SCAN_TAIL_NEWEST:
-		contradicts = s->asc > 0;
+		contradicts = o->asc > 0;
 		/* past the window once a call started before it */
-		if (!last && s->prev_started != ROWS_NO_TIME && s->prev_started < s->threshold)
+		if (!last && o->prev_started != ROWS_NO_TIME && o->prev_started < s->threshold)
 			last = 1;
 		if (last && !contradicts)
-			sync_scan_complete_cursor(s);
+			cursor_complete(s, o, &next);
 		break;
 	case SCAN_TAIL_OLDEST:
-		contradicts = s->desc > 0;
-		if (s->probing) {
-			int64_t first = rows_count(s->rows) > 0 ? rows_started_at(s->rows, 0) :
-			    ROWS_NO_TIME;
-			s->probing = 0;
-			/* the window must start inside or before this page, else step back */
-			if (first == ROWS_NO_TIME || first >= s->threshold) {
-				int64_t back = s->offset > s->step ? s->offset - s->step : 0;
-				log_debug("lookback window starts before offset %" PRId64
-				    ": stepping back to %" PRId64, s->offset, back);
-				s->step *= 2;
-				if (sync_commit(s) < 0)
-					return;
-				s->scan = SCAN_TAIL_OLDEST;
-				sync_start_scan(s, SCAN_TAIL_OLDEST, back);
-				return;
-			}
-		}
-		if (last && !contradicts)
-			sync_scan_complete_cursor(s);
+		contradicts = o->desc > 0;
+		/* the window must start inside or before the first page, else step back */
+		restart_probe = s->probing &&
+		    (o->first_started == ROWS_NO_TIME || o->first_started >= s->threshold);
+		if (last && !contradicts && !restart_probe)
+			cursor_complete(s, o, &next);
 		break;
 	case SCAN_UNFINISHED:
-		if (sync_track(s) < 0) {
-			log_warnx("more than %d calls in progress: not refreshing finished ones this "
-			    "pass", SYNC_MAX_TRACKED);
-			s->tracked_overflow = 1;
-		}
-		break;
 	case SCAN_CONTACT:
 		break;
 	}
-	if (contradicts) {
-		log_warnx("the API's order changed: reading the whole list instead");
-		snprintf(s->state.api_order, sizeof s->state.api_order, "unknown");
-		if (sync_commit(s) < 0)
-			return;
-		sync_start_scan(s, SCAN_FULL, 0);
+	if (contradicts)
+		snprintf(next.api_order, sizeof next.api_order, "unknown");
+	if (sync_commit(s, s->rows, &next, &stats) < 0)
+		return;
+	/* committed: what the page showed is now the scan's */
+	s->obs = *o;
+	anchor_page_commit(s->anchor);
+	s->gap_step = 0;
+	if (s->scan == SCAN_UNFINISHED && sync_track(s) < 0) {
+		sync_finish(s, SYNC_ERR_STORE, "out of memory tracking unfinished calls");
 		return;
 	}
-	if (sync_commit(s) < 0)
+	if (contradicts) {
+		log_warnx("the API's order changed: reading the whole list instead");
+		sync_go_scan(s, SCAN_FULL, 0);
 		return;
+	}
+	if (restart_probe) {
+		int64_t back = s->offset > s->step ? s->offset - s->step : 0;
+		log_debug("lookback window starts before offset %" PRId64 ": stepping back to %"
+		    PRId64, s->offset, back);
+		s->step *= 2;
+		sync_go_scan(s, SCAN_TAIL_OLDEST, back);
+		return;
+	}
+	s->probing = 0;
 	if (!last) {
-		s->offset = next;
+		s->offset = after;
 		if (sync_fetch_page(s) < 0)
 			sync_finish(s, SYNC_ERR_API, "%s", s->err);
 		return;
@@ -942,8 +875,11 @@ cb_stale(void *arg, const char *id, const char *contact_id)
 	c = &s->stale[s->nstale];
 	c->id = strdup(id);
 	c->contact_id = contact_id != NULL ? strdup(contact_id) : NULL;
-	if (c->id == NULL)
+	if (c->id == NULL || (contact_id != NULL && c->contact_id == NULL)) {
+		free(c->id);
+		free(c->contact_id);
 		return -1;
+	}
 	s->nstale++;
 	return 0;
 }
@@ -972,17 +908,19 @@ sync_next_contact(struct sync *s)
 static void
 sync_next_scan(struct sync *s)
 {
+	struct sync_state next;
+	struct store_stats stats;
 	const char *contact;
 
 	if (s->mode == SYNC_INCREMENTAL && s->scan != SCAN_UNFINISHED && s->scan != SCAN_CONTACT &&
 	    s->cfg->filter_status == NULL) {
-		sync_start_scan(s, SCAN_UNFINISHED, 0);
+		sync_go_scan(s, SCAN_UNFINISHED, 0);
 		return;
 	}
-	if (s->scan == SCAN_UNFINISHED && !s->tracked_overflow) {
-		sync_clear_stale(s);
+	if (s->scan == SCAN_UNFINISHED && !s->tracked_overflow && s->nstale == 0) {
 		if (store_unfinished(s->store, s->cfg->source, (const char *const *)s->tracked,
 		    s->ntracked, cb_stale, s) < 0) {
+			sync_clear_stale(s);
 			if (!sync_db_lost(s, REDO_NEXT_SCAN))
 				sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
 			return;
@@ -994,24 +932,20 @@ sync_next_scan(struct sync *s)
 		contact = sync_next_contact(s);
 		if (contact != NULL) {
 			snprintf(s->scan_value, sizeof s->scan_value, "%s", contact);
-			sync_start_scan(s, SCAN_CONTACT, 0);
+			sync_go_scan(s, SCAN_CONTACT, 0);
 			return;
 		}
 	}
 	/* the pass is complete: say so in the same transaction as the cursor */
-	rows_reset(s->rows);
-	s->state.pass_done = 1;
-	struct store_page page = { .source = s->cfg->source, .run_id = s->run_id };
-
-	if (store_commit_page(s->store, &page, &s->state, &s->stats) < 0) {
-		if (!sync_db_lost(s, REDO_NEXT_SCAN))
-			sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
+	next = s->state;
+	next.pass_done = 1;
+	stats = s->stats;
+	if (sync_commit(s, NULL, &next, &stats) < 0)
 		return;
-	}
 	log_info("run %" PRId64 ": done: %" PRId64 " requests, %" PRId64 " calls seen, %" PRId64
-	    " new, %" PRId64 " changed, %" PRId64 " warnings, %" PRId64 " rejected", s->run_id,
-	    s->stats.requests, s->stats.records_seen, s->stats.inserted, s->stats.updated,
-	    s->stats.warnings, s->stats.rejected);
+	    " new, %" PRId64 " changed, %" PRId64 " marked deleted, %" PRId64 " warnings, %" PRId64
+	    " rejected", s->run_id, s->stats.requests, s->stats.records_seen, s->stats.inserted,
+	    s->stats.updated, s->stats.marked_deleted, s->stats.warnings, s->stats.rejected);
 	sync_finish(s, SYNC_OK, NULL);
 }
 
@@ -1047,9 +981,7 @@ on_fetch_done(void *arg, const struct fetch_result *res)
 		sync_page_done(s);
 		return;
 	}
-	for (char *p = why; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	log_clean(why);
 	if (!sync_retry(s, res, why))
 		sync_finish(s, SYNC_ERR_API, "giving up on the page at offset %" PRId64 ": %s",
 		    s->offset, why);

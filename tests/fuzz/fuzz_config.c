@@ -193,7 +193,7 @@ load_run(struct load *l, size_t errlen)
 	if (l->err == NULL)
 		abort();
 	memset(l->err, 'X', errlen);
-	l->rc = config_load(&cfg, conf_path, l->err, errlen);
+	l->rc = config_load(&cfg, conf_path, 0, l->err, errlen);
 	CHECK(l->rc == 0 || l->rc == -1, "config_load answered %d", l->rc);
 	if (errlen > 0) {
 		l->msglen = strnlen(l->err, errlen);

@@ -631,8 +631,8 @@ run_flush(struct run *r)
 	}
 	out_add(&r->copy, text, len);
 	for (size_t i = 0; i < rows_rejects(r->rows); i++) {
-		const char *reason, *raw;
-		rows_reject_at(r->rows, i, &reason, &raw);
+		const char *reason, *raw, *rid;
+		rows_reject_at(r->rows, i, &reason, &raw, &rid);
 		CHECK(lax_reasons || text_ok(reason), "reject %zu: reason is not clean UTF-8", i);
 		CHECK(utf8_ok((const unsigned char *)raw, strlen(raw)),
 		    "reject %zu: raw is not UTF-8", i);
@@ -701,14 +701,14 @@ cb_record(void *arg, const struct record *rec)
 		CHECK(rows_count(r->rows) == before_n && after_len == before_len,
 		    "rows_add answered %d and still changed the batch", rc);
 		if (rc == 1) {
-			const char *why = rows_reject_reason(r->rows), *reason, *raw;
+			const char *why = rows_reject_reason(r->rows), *reason, *raw, *rid;
 			CHECK(rows_rejected(r->rows) == before_rej + 1, "a reject was not counted");
 			CHECK(rows_rejects(r->rows) == before_rejects + 1, "a reject was not kept");
 			CHECK(why != NULL && *why != '\0', "a reject without a reason");
 			CHECK(rec->f[FIELD_ID].type != JSON_STRING || rec->f[FIELD_ID].len == 0 ||
 			    rec->error != NULL || before_n > 0,
 			    "an empty batch refused a call with a string id as duplicate");
-			rows_reject_at(r->rows, before_rejects, &reason, &raw);
+			rows_reject_at(r->rows, before_rejects, &reason, &raw, &rid);
 			CHECK(strcmp(reason, why) == 0, "kept reason is not rows_reject_reason");
 			CHECK(strlen(raw) == rec->raw_len &&
 			    memcmp(raw, rec->raw, rec->raw_len) == 0,

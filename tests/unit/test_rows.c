@@ -390,7 +390,7 @@ test_duration_typing(void)
 static void
 test_number_beyond_numeric_rejected(void)
 {
-	const char *reason, *raw;
+	const char *reason, *raw, *rid;
 
 	ASSERT_ADD_PAGE("["
 	    "{\"id\":\"n0\",\"duration_seconds\":1e131072},"
@@ -401,11 +401,12 @@ test_number_beyond_numeric_rejected(void)
 	ASSERT_EQ_STR(rows_id(R, 0), "n2");
 	ASSERT_EQ_UINT(rows_rejected(R), 2);
 	ASSERT_EQ_UINT(rows_rejects(R), 2);
-	rows_reject_at(R, 0, &reason, &raw);
+	rows_reject_at(R, 0, &reason, &raw, &rid);
 	ASSERT_CONTAINS(reason, "n0");
 	ASSERT_CONTAINS(reason, "numeric");
 	ASSERT_EQ_STR(raw, "{\"id\":\"n0\",\"duration_seconds\":1e131072}");
-	rows_reject_at(R, 1, &reason, &raw);
+	ASSERT_EQ_STR(rid, "n0");
+	rows_reject_at(R, 1, &reason, &raw, &rid);
 	ASSERT_CONTAINS(reason, "n1");
 	ASSERT_EQ_STR(raw, "{\"id\":\"n1\",\"extra\":{\"x\":[1E-16384]}}");
 }
