@@ -17,6 +17,9 @@ static const char *const field_names[FIELD_COUNT] = {
 	"call_intent",
 };
 
+/* Bytes handed to yajl at a time (curl hands over 16 KiB). */
+#define PARSE_SLICE 65536
+
 /* Depth of open containers: 1 = inside the page array, 2 = inside a call. */
 enum { DEPTH_PAGE = 1, DEPTH_CALL = 2 };
 
@@ -35,6 +38,12 @@ struct parse {
 	struct { enum json_type type; size_t off, len; } fv[FIELD_COUNT];
 	struct buf vals;          /* texts of the known fields of the current call */
 	struct buf scratch;       /* a string with replaced characters */
+	struct buf filtered;      /* a chunk after the surrogate filter */
+	struct {
+		int in_str;           /* inside a JSON string */
+		char pend[12];        /* an escape not yet decided on: \uXXXX[\uXXXX] */
+		int npend;
+	} esc;
 	unsigned replaced;
 	char rec_error[160];      /* why the current call cannot be stored, or "" */
 	int gen_stopped;          /* too deep to re-encode: raw keeps what came before */
@@ -465,6 +474,8 @@ parse_open(struct parse *p)
 	p->fed = 0;
 	p->cur_field = -1;
 	p->err[0] = '\0';
+	p->esc.in_str = 0;
+	p->esc.npend = 0;
 	p->h = yajl_alloc(&callbacks, NULL, p);
 	if (p->h == NULL)
 		return -1;
@@ -489,6 +500,7 @@ parse_new(size_t max_record_bytes, parse_record_cb cb, void *arg)
 	/* one value is at most a record; a replaced string at most three times that */
 	buf_init(&p->vals, max_record_bytes + 1);
 	buf_init(&p->scratch, 3 * max_record_bytes + 3);
+	buf_init(&p->filtered, PARSE_SLICE + sizeof p->esc.pend);
 	p->g = yajl_gen_alloc(NULL);
 	if (p->g == NULL || parse_open(p) < 0) {
 		parse_free(p);
@@ -526,14 +538,118 @@ parse_yajl_error(struct parse *p, const unsigned char *buf, size_t len)
 		yajl_free_error(p->h, msg);
 }
 
-int
-parse_feed(struct parse *p, const void *buf, size_t len)
+/*
+ * yajl decodes a high-surrogate escape that no low one follows wrongly:
+ * "\ud800" becomes '?', and "\ud800\u0041" one wrong character that eats
+ * the 'A'. This filter in front of yajl rewrites such an escape to "\u0000"
+ * (same length), which parse_sanitize then turns into U+FFFD like any NUL,
+ * and counts. Escapes stay pending across chunk boundaries.
+ */
+static int
+hex4(const char *h)
 {
-	yajl_status st;
+	int v = 0;
 
-	if (p->failed)
-		return -1;
-	st = yajl_parse(p->h, buf, len);
+	for (int i = 0; i < 4; i++) {
+		char c = h[i];
+		v = v * 16 + (c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+		    c - 'A' + 10);
+	}
+	return v;
+}
+
+static int
+is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static void
+esc_emit(struct parse *p, const char *b, size_t n)
+{
+	/* room was reserved for the whole chunk and a pending escape */
+	memcpy(p->filtered.data + p->filtered.len, b, n);
+	p->filtered.len += n;
+}
+
+static void
+esc_lone_high(struct parse *p)
+{
+	memcpy(p->esc.pend + 2, "0000", 4);
+	esc_emit(p, p->esc.pend, 6);
+}
+
+/* Decides on a complete \uXXXX in pend[0..5]: pass it on, or wait for a low one. */
+static void
+esc_first_done(struct parse *p)
+{
+	int v = hex4(p->esc.pend + 2);
+
+	if (v < 0xD800 || v > 0xDBFF) {
+		esc_emit(p, p->esc.pend, 6);
+		p->esc.npend = 0;
+	}
+}
+
+static void
+esc_byte(struct parse *p, char c)
+{
+	char *pd = p->esc.pend;
+	int n;
+
+	if (p->esc.npend == 0) {
+		if (!p->esc.in_str) {
+			if (c == '"')
+				p->esc.in_str = 1;
+			esc_emit(p, &c, 1);
+		} else if (c == '\\') {
+			pd[0] = c;
+			p->esc.npend = 1;
+		} else {
+			if (c == '"')
+				p->esc.in_str = 0;
+			esc_emit(p, &c, 1);
+		}
+		return;
+	}
+	n = p->esc.npend;
+	pd[p->esc.npend++] = c;
+	if ((n == 1 && c != 'u') || ((n >= 2 && n <= 5) && !is_hex(c)) ||
+	    ((n >= 8 && n <= 11) && !is_hex(c))) {
+		/* a simple escape, or one yajl will refuse: pass it on as it is */
+		esc_emit(p, pd, (size_t)p->esc.npend);
+		p->esc.npend = 0;
+	} else if (n == 5) {
+		esc_first_done(p);
+	} else if (n == 6 && c != '\\') {
+		/* a lone high surrogate before something else: that byte goes on alone */
+		esc_lone_high(p);
+		p->esc.npend = 0;
+		esc_byte(p, c);
+	} else if (n == 7 && c != 'u') {
+		esc_lone_high(p);
+		esc_emit(p, pd + 6, 2);
+		p->esc.npend = 0;
+	} else if (n == 11) {
+		int v = hex4(pd + 8);
+		if (v >= 0xDC00 && v <= 0xDFFF) {
+			esc_emit(p, pd, 12);
+			p->esc.npend = 0;
+		} else {
+			/* the first is lone; the second is decided on afresh */
+			esc_lone_high(p);
+			memmove(pd, pd + 6, 6);
+			p->esc.npend = 6;
+			esc_first_done(p);
+		}
+	}
+}
+
+static int
+parse_yajl(struct parse *p, const unsigned char *buf, size_t len)
+{
+	yajl_status st = yajl_parse(p->h, buf, len);
+
 	if (st == yajl_status_error)
 		parse_yajl_error(p, buf, len);
 	if (p->failed)
@@ -543,10 +659,36 @@ parse_feed(struct parse *p, const void *buf, size_t len)
 }
 
 int
+parse_feed(struct parse *p, const void *buf, size_t len)
+{
+	const char *in = buf;
+
+	if (p->failed)
+		return -1;
+	/* in slices, so the filter's buffer stays small whatever the caller hands over */
+	for (size_t off = 0; off < len; off += PARSE_SLICE) {
+		size_t n = len - off < PARSE_SLICE ? len - off : PARSE_SLICE;
+		p->filtered.len = 0;
+		if (buf_reserve(&p->filtered, n + sizeof p->esc.pend) < 0)
+			return parse_fail(p, "out of memory"), -1;
+		for (size_t i = 0; i < n; i++)
+			esc_byte(p, in[off + i]);
+		if (parse_yajl(p, (const unsigned char *)p->filtered.data, p->filtered.len) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
 parse_finish(struct parse *p)
 {
 	if (p->failed)
 		return -1;
+	/* an escape still pending at the end: the body is cut anyway; let yajl say so */
+	if (p->esc.npend > 0 && parse_yajl(p, (const unsigned char *)p->esc.pend,
+	    (size_t)p->esc.npend) < 0)
+		return -1;
+	p->esc.npend = 0;
 	if (p->fed == 0)
 		return parse_fail(p, "the body is empty, not a JSON array of calls"), -1;
 	if (yajl_complete_parse(p->h) == yajl_status_error && !p->failed) {
@@ -594,5 +736,6 @@ parse_free(struct parse *p)
 		yajl_gen_free(p->g);
 	buf_free(&p->vals);
 	buf_free(&p->scratch);
+	buf_free(&p->filtered);
 	free(p);
 }
