@@ -111,13 +111,16 @@ xstrndup(const char *s, size_t n)
 	return p;
 }
 
-int
-config_parse_duration(const char *s, uint64_t *ms)
+struct unit {
+	const char *suffix;
+	uint64_t mult;
+};
+
+/* A whole number with one of the units' suffixes, times its multiplier, at most max. */
+static int
+parse_with_unit(const char *s, const struct unit *units, size_t nunits, uint64_t max,
+    uint64_t *out)
 {
-	static const struct { const char *suffix; uint64_t mult; } units[] = {
-		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 },
-		{ "h", 3600000 }, { "d", 86400000 },
-	};
 	char *end;
 	unsigned long long v;
 
@@ -127,12 +130,11 @@ config_parse_duration(const char *s, uint64_t *ms)
 	v = strtoull(s, &end, 10);
 	if (errno != 0)
 		return -1;
-	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+	for (size_t i = 0; i < nunits; i++) {
 		if (strcmp(end, units[i].suffix) == 0) {
-			/* a century is enough, and keeps every sum in microseconds in range */
-			if (v > CONFIG_DURATION_MAX_MS / units[i].mult)
+			if (v > max / units[i].mult)
 				return -1;
-			*ms = v * units[i].mult;
+			*out = v * units[i].mult;
 			return 0;
 		}
 	}
@@ -140,30 +142,24 @@ config_parse_duration(const char *s, uint64_t *ms)
 }
 
 int
+config_parse_duration(const char *s, uint64_t *ms)
+{
+	static const struct unit units[] = {
+		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 },
+		{ "h", 3600000 }, { "d", 86400000 },
+	};
+	/* a century is enough, and keeps every sum in microseconds in range */
+	return parse_with_unit(s, units, sizeof units / sizeof units[0], CONFIG_DURATION_MAX_MS, ms);
+}
+
+int
 config_parse_size(const char *s, uint64_t *bytes)
 {
-	static const struct { const char *suffix; uint64_t mult; } units[] = {
+	static const struct unit units[] = {
 		{ "", 1 }, { "k", 1024 }, { "K", 1024 }, { "M", 1024 * 1024 },
 		{ "G", 1024 * 1024 * 1024 },
 	};
-	char *end;
-	unsigned long long v;
-
-	if (!isdigit((unsigned char)s[0]))
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0)
-		return -1;
-	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-		if (strcmp(end, units[i].suffix) == 0) {
-			if (v > UINT64_MAX / units[i].mult)
-				return -1;
-			*bytes = v * units[i].mult;
-			return 0;
-		}
-	}
-	return -1;
+	return parse_with_unit(s, units, sizeof units / sizeof units[0], UINT64_MAX, bytes);
 }
 
 int
