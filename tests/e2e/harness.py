@@ -10,6 +10,9 @@ Environment:
   VOZAGENT_E2E_WRAPPER command line to run the binary under (e.g. "valgrind -q
                        --error-exitcode=99 --leak-check=full")
   E2E_TIME_SCALE       multiply every timeout and time limit (slow wrappers)
+  E2E_SEED             seed of the property tests (a number, or "random"); each prints
+                       its seed, and on failure the command line that replays it
+  E2E_ORDER            run a property test in one order only (oldest_first|newest_first)
 
 Run one script by hand against a cluster of your own:
   tests/pg/cluster.sh start /tmp/pg.env
@@ -399,6 +402,26 @@ class Sim:
     def clear_requests(self):
         return self.control("POST", "requests/clear", {})["cleared"]
 
+    # -- issue 3: regenerating the data, the live mutator, faults --
+
+    def reset(self, **body):
+        """Regenerate the data (seed, calls, in_progress_recent, in_progress_stuck, ...)."""
+        return self.control("POST", "reset", body)["count"]
+
+    def mutator(self, **body):
+        """Configure the live mutator ({"off": True} stops it); returns its report."""
+        return self.control("POST", "mutator", body)
+
+    def mutator_report(self):
+        return self.control("GET", "mutator")
+
+    def faults(self, **body):
+        return self.control("POST", "faults", body)
+
+    def last_seq(self):
+        """seq of the last request logged (0 if none): api_log_since(.., last_seq())."""
+        return max([x["seq"] for x in self.requests()] or [0])
+
 
 # ---------------------------------------------------------- the binary ----
 
@@ -635,6 +658,35 @@ class Case:
                                   % (when, timeout, "\n  ".join(d)))
             time.sleep(interval)
 
+    def sync_state(self):
+        """This case's sync_state row as a dict (None before the first commit)."""
+        if not self.has_table("vozagent.sync_state"):
+            return None
+        rows = self.qjson("select coalesce(json_agg(s), '[]') from vozagent.sync_state s "
+                          "where source = '%s'" % self.source)
+        return rows[0] if rows else None
+
+    def last_run(self):
+        runs = self.sync_runs()
+        return runs[-1] if runs else None
+
+    def assert_exact_but_deleted(self, when, deleted_ids, calls=None):
+        """The mirror equals the API, except that calls the API deleted (deleted_ids) may
+        still be live rows: only a complete backfill marks deletions. Returns the ids of
+        those extra live rows."""
+        calls = self.sim.calls() if calls is None else calls
+        listed = {x["id"] for x in calls}
+        rows = self.mirror_rows()
+        extra = {r["id"] for r in rows if r["id"] not in listed and r.get("deleted_at") is None}
+        unexplained = sorted(extra - set(deleted_ids))
+        check(not unexplained, "%s: %d live rows the API does not list and nobody deleted, "
+              "e.g. %s" % (when, len(unexplained), unexplained[:5]))
+        d = mirror_diff(calls, [r for r in rows if r["id"] not in extra], self.source)
+        check(not d, "mirror differs from the API %s:\n  %s" % (when, "\n  ".join(d)))
+        log("mirror exact %s (%d calls listed; %d live rows of deleted calls)"
+            % (when, len(listed), len(extra)))
+        return extra
+
     def wait_for(self, what, cond, timeout=30, interval=0.1):
         timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
@@ -677,3 +729,76 @@ def both_orders(fn, name):
 def terminate(p, sig=signal.SIGTERM):
     if p.poll() is None:
         os.kill(p.pid, sig)
+
+
+# ------------------------------------------------- property tests (issue 3) ----
+
+def seed_for(default):
+    """The seed of a property scenario: E2E_SEED (a number, or "random") overrides the
+    scenario's fixed default."""
+    v = os.environ.get("E2E_SEED", "").strip()
+    if not v:
+        return default
+    if v == "random":
+        return int.from_bytes(os.urandom(4), "big")
+    return int(v)
+
+
+def property_orders(fn, name, default_seed):
+    """Like both_orders, for a seeded scenario fn(order, seed): the seed is printed first,
+    and again with the command that replays it when the scenario fails. E2E_ORDER
+    (oldest_first or newest_first) runs one order only."""
+    only = os.environ.get("E2E_ORDER", "").strip()
+    script = os.path.basename(sys.argv[0])
+
+    def one(order):
+        seed = seed_for(default_seed)
+        log("%s[%s]: seed %d" % (name, order, seed))
+        try:
+            fn(order, seed)
+        except BaseException:
+            print("*** %s[%s] failed with seed %d; replay: E2E_SEED=%d E2E_ORDER=%s python3 %s"
+                  % (name, order, seed, seed, order, script), flush=True)
+            raise
+    return [("%s[%s]" % (name, o), (lambda o=o: one(o)))
+            for o in ("oldest_first", "newest_first") if not only or only == o]
+
+
+def scan_pages(n, page_size):
+    """Most pages one scan of a listing of n calls can take: pages overlap by one call
+    (page_size > 1) and the scan ends with a page shorter than page_size."""
+    if page_size <= 1:
+        return n + 1
+    return n // (page_size - 1) + 1
+
+
+def started_us(rec):
+    """call_started_at of an API record as microseconds since the epoch (None if absent)."""
+    t = parse_instant(rec.get("call_started_at"))
+    if t is None:
+        return None
+    return (t - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+
+
+def table_writes(pg, db, table="calls"):
+    """(n_tup_ins, n_tup_upd, n_tup_del) of vozagent.<table>, read from a new session.
+    Statistics reach the cumulative stats system when a backend reports them (at the
+    latest when it exits): wait for the daemon's sessions to be gone first."""
+    out = pg.psql("select pg_stat_clear_snapshot(); select n_tup_ins || ' ' || n_tup_upd || "
+                  "' ' || n_tup_del from pg_stat_user_tables where schemaname = 'vozagent' "
+                  "and relname = '%s'" % table, db).split()
+    return tuple(int(x) for x in out[-3:])
+
+
+def wait_daemon_sessions_gone(pg, db, timeout=10):
+    """Until no session of the daemon (application_name vozagent-sync) is open on db."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        n = int(pg.scalar("select count(*) from pg_stat_activity where datname = '%s' "
+                          "and application_name = 'vozagent-sync'" % db))
+        if n == 0:
+            return
+        check(time.monotonic() < deadline, "the daemon's database session is still open "
+              "%ss after it exited" % timeout)
+        time.sleep(0.05)
+
