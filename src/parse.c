@@ -671,8 +671,18 @@ parse_feed(struct parse *p, const void *buf, size_t len)
 		p->filtered.len = 0;
 		if (buf_reserve(&p->filtered, n + sizeof p->esc.pend) < 0)
 			return parse_fail(p, "out of memory"), -1;
-		for (size_t i = 0; i < n; i++)
-			esc_byte(p, in[off + i]);
+		for (size_t i = 0; i < n;) {
+			/* most bytes are neither a quote nor a backslash: pass runs of them on */
+			if (p->esc.npend == 0) {
+				size_t j = i;
+				while (j < n && in[off + j] != '"' && in[off + j] != '\\')
+					j++;
+				esc_emit(p, in + off + i, j - i);
+				if ((i = j) == n)
+					break;
+			}
+			esc_byte(p, in[off + i++]);
+		}
 		if (parse_yajl(p, (const unsigned char *)p->filtered.data, p->filtered.len) < 0)
 			return -1;
 	}
