@@ -58,6 +58,10 @@ log_vwrite(enum log_level lvl, const char *fmt, va_list ap, const char *suffix)
 		n += snprintf(line + n, sizeof line - (size_t)n, ": %s", suffix);
 	if (n >= (int)sizeof line) /* truncated: still end the line */
 		n = (int)sizeof line - 1;
+	line[n] = '\0';
+	/* values from outside must not break the line or forge another one */
+	log_clean(line);
+	n = (int)strlen(line);
 	line[n++] = '\n';
 	fwrite(line, 1, (size_t)n, stderr);
 }

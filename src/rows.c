@@ -232,37 +232,21 @@ utf8_cut(const char *s, size_t len, size_t max)
 	return (int)max;
 }
 
-/* Drops a character that the end of the string cuts in two. */
-static void
-utf8_trim_end(char *s)
-{
-	size_t len = strlen(s), k = len, need;
-	unsigned char lead;
-
-	while (k > 0 && ((unsigned char)s[k - 1] & 0xC0) == 0x80)
-		k--;
-	if (k == 0)
-		return;
-	lead = (unsigned char)s[k - 1];
-	need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
-	if (len - (k - 1) < need)
-		s[k - 1] = '\0';
-}
-
 /* Keeps the record for vozagent.rejects; returns 1 (rejected) or -1 (batch full). */
 static int
 rows_reject(struct rows *r, const struct record *rec, const char *fmt, ...)
 {
 	va_list ap;
 	size_t mark = r->rejects.len;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(r->reject, sizeof r->reject, fmt, ap);
+	vsnprintf(r->reject, sizeof r->reject, fmt, ap);
 	va_end(ap);
-	/* a reason cut short must not end inside a character: it goes into a text column */
-	if (n >= (int)sizeof r->reject)
-		utf8_trim_end(r->reject);
+	/*
+	 * It goes into a text column and a log line: no control characters (an id
+	 * may hold a tab), and not cut inside a character when it was cut short.
+	 */
+	log_clean(r->reject);
 	const struct field_value *id = &rec->f[FIELD_ID];
 	int has_id = id->type == JSON_STRING && id->len > 0 && memchr(id->text, '\0', id->len) == NULL;
 
