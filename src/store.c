@@ -166,7 +166,6 @@ struct store {
 	PGconn *conn;
 	int conn_lost;
 	char *conninfo;          /* kept to reconnect */
-	int cursor_moved;        /* the last commit failed its compare-and-set */
 	char *locked_source;     /* the source lock to take again after reconnecting */
 	char err[1024];
 };
@@ -201,11 +200,6 @@ store_conn_lost(const struct store *s)
 	return s->conn_lost;
 }
 
-int
-store_cursor_moved(const struct store *s)
-{
-	return s->cursor_moved;
-}
 
 /* Records an error: what we were doing, then libpq's words on one line. */
 static int
@@ -652,7 +646,6 @@ store_save_state(struct store *s, const char *source, const struct sync_state *e
 	if (strcmp(PQcmdTuples(res), "1") != 0) {
 		PQclear(res);
 		s->conn_lost = 0;
-		s->cursor_moved = 1;
 		snprintf(s->err, sizeof s->err, "the cursor of source '%s' changed under this pass "
 		    "(another process, or a commit whose answer was lost with the connection): "
 		    "nothing of this page was written; the next pass starts from the new cursor",
@@ -729,7 +722,6 @@ store_commit_page(struct store *s, const struct store_page *page,
 	if (res == NULL)
 		goto fail;
 	PQclear(res);
-	s->cursor_moved = 0;
 	if (store_save_state(s, source, expect, st) < 0)
 		goto fail;
 	if (store_exec(s, "COMMIT", "cannot commit the page") < 0)

@@ -71,12 +71,10 @@ struct store_page {
  * st->backfill_done, also the marking of calls the backfill did not see.
  * stats->inserted, ->updated and ->marked_deleted grow by what it changed.
  * The cursor is written only if it is still `expect` (compare-and-set);
- * otherwise nothing is, and store_cursor_moved() says so.
+ * otherwise nothing is, and the error says the cursor moved.
  */
 int store_commit_page(struct store *s, const struct store_page *page,
     const struct sync_state *expect, const struct sync_state *st, struct store_stats *stats);
-/* The last commit failed because the cursor was no longer `expect`. */
-int store_cursor_moved(const struct store *s);
 /* Is the connection still there? (A dropped idle connection shows only when used.) */
 int store_ping(struct store *s);
 /* A backfill starts from the beginning: forget what an abandoned one had seen. */
