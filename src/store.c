@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,15 @@ struct store {
 	char err[1024];
 };
 
+/* Forgets the session. */
+static void
+store_close(struct store *s)
+{
+	if (s->conn != NULL)
+		PQfinish(s->conn);
+	s->conn = NULL;
+}
+
 struct store *
 store_new(void)
 {
@@ -181,8 +191,7 @@ store_free(struct store *s)
 {
 	if (s == NULL)
 		return;
-	if (s->conn != NULL)
-		PQfinish(s->conn);
+	store_close(s);
 	free(s->conninfo);
 	free(s->locked_source);
 	free(s);
@@ -200,6 +209,15 @@ store_conn_lost(const struct store *s)
 	return s->conn_lost;
 }
 
+
+/* SQLSTATE 25006: a write refused by a standby or a read-only session. */
+static bool
+store_is_read_only_error(const PGresult *res)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return state != NULL && strcmp(state, "25006") == 0;
+}
 
 /* Records an error: what we were doing, then libpq's words on one line. */
 static int
@@ -230,6 +248,14 @@ store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
 	n = strlen(s->err);
 	while (n > 0 && isspace((unsigned char)s->err[n - 1]))
 		s->err[--n] = '\0';
+	/*
+	 * A server that became read-only (promoted away, default_transaction_read_only)
+	 * is treated like a lost one: the reconnect looks for a writable server.
+	 */
+	if (store_is_read_only_error(res)) {
+		store_close(s);
+		snprintf(s->err + n, sizeof s->err - n, " (the server is read-only)");
+	}
 	s->conn_lost = s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK;
 	return -1;
 }
@@ -240,7 +266,6 @@ store_exec(struct store *s, const char *sql, const char *what)
 {
 	PGresult *res = PQexec(s->conn, sql);
 	int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-
 	if (!ok)
 		store_fail(s, res, "%s", what);
 	PQclear(res);
@@ -250,9 +275,9 @@ store_exec(struct store *s, const char *sql, const char *what)
 static PGresult *
 store_run(struct store *s, enum stmt_id id, const char *const *params, ExecStatusType want)
 {
-	PGresult *res = PQexecPrepared(s->conn, stmts[id].name, stmts[id].nparams, params, NULL,
-	    NULL, 0);
+	PGresult *res;
 
+	res = PQexecPrepared(s->conn, stmts[id].name, stmts[id].nparams, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != want) {
 		store_fail(s, res, "statement %s failed", stmts[id].name);
 		PQclear(res);
@@ -281,25 +306,126 @@ on_pq_notice(void *arg, const char *message)
 	log_warnx("PostgreSQL: %.*s", (int)n, message);
 }
 
+/* The effective connection options a reader may see (never the password), at debug level. */
+static void
+store_log_options(PGconn *conn)
+{
+	static const char *const shown[] = { "host", "hostaddr", "port", "dbname", "user",
+		"client_encoding", "target_session_attrs", "connect_timeout", "tcp_user_timeout",
+		"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+		"sslmode", NULL };
+	PQconninfoOption *opts = PQconninfo(conn);
+	char line[1024];
+	size_t n = 0;
+
+	if (opts == NULL)
+		return;
+	line[0] = '\0';
+	for (const char *const *k = shown; *k != NULL; k++) {
+		for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+			if (strcmp(o->keyword, *k) != 0 || o->val == NULL || *o->val == '\0')
+				continue;
+			if (n < sizeof line)
+				n += (size_t)snprintf(line + n, sizeof line - n, " %s=%s", *k, o->val);
+		}
+	}
+	PQconninfoFree(opts);
+	log_debug("PostgreSQL connection options:%s", line);
+}
+
+/* A database that cannot hold what the API sends is refused, not written to. */
+static int
+store_check_encoding(struct store *s)
+{
+	const char *server = PQparameterStatus(s->conn, "server_encoding");
+	const char *client = PQparameterStatus(s->conn, "client_encoding");
+
+	if (server == NULL || strcmp(server, "UTF8") != 0) {
+		snprintf(s->err, sizeof s->err, "database \"%s\" uses encoding %s: vozagent-sync needs a UTF8 "
+		    "database, %s; create one with CREATE DATABASE ... ENCODING 'UTF8' "
+		    "TEMPLATE template0", PQdb(s->conn), server != NULL ? server : "(unknown)",
+		    server != NULL && strcmp(server, "SQL_ASCII") == 0 ?
+		    "since SQL_ASCII stores bytes unchecked and text then compares and sorts as bytes" :
+		    "since this one cannot store every character the API may send");
+		s->conn_lost = 0;
+		return -1;
+	}
+	if (client == NULL || strcmp(client, "UTF8") != 0) {
+		snprintf(s->err, sizeof s->err, "the session's client_encoding is %s, not UTF8",
+		    client != NULL ? client : "(unknown)");
+		s->conn_lost = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A standby (or a session that is read-only by default) cannot take a page:
+ * the session is dropped and the failure reads as a lost server, so `run`
+ * waits for a writable one instead of exiting.
+ */
+static int
+store_check_writable(struct store *s)
+{
+	PGresult *res = PQexec(s->conn,
+	    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')::bool");
+	bool recovery, read_only;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		store_fail(s, res, "cannot ask PostgreSQL whether it is writable");
+		PQclear(res);
+		return -1;
+	}
+	recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	read_only = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	PQclear(res);
+	if (!recovery && !read_only)
+		return 0;
+	store_close(s);
+	store_fail(s, NULL, "the PostgreSQL server is read-only (%s); vozagent-sync needs a "
+	    "writable one", recovery ? "a standby in recovery" :
+	    "default_transaction_read_only is on");
+	return -1;
+}
+
 static int
 store_open(struct store *s)
 {
 	/*
 	 * Defaults come before dbname, so the operator's connection string
-	 * overrides them: a dead server or network must not hang the daemon.
+	 * overrides them: a dead server or network must not hang the daemon, a
+	 * black-holed one must not hold a statement for the kernel's 15 minutes,
+	 * and of several hosts the writable one is wanted. client_encoding comes
+	 * after: the daemon sends UTF-8, whatever PGCLIENTENCODING or the string says.
 	 */
-	const char *keys[] = { "connect_timeout", "keepalives", "keepalives_idle",
-		"keepalives_interval", "keepalives_count", "dbname",
-		"fallback_application_name", NULL };
-	const char *vals[] = { "10", "1", "30", "10", "3", s->conninfo, "vozagent-sync", NULL };
+	const char *keys[12], *vals[12];
+	int n = 0;
 
-	if (s->conn != NULL)
-		PQfinish(s->conn);
+#define STORE_OPT(k, v) (keys[n] = (k), vals[n] = (v), n++)
+	STORE_OPT("connect_timeout", "10");
+	STORE_OPT("keepalives", "1");
+	STORE_OPT("keepalives_idle", "30");
+	STORE_OPT("keepalives_interval", "10");
+	STORE_OPT("keepalives_count", "3");
+	STORE_OPT("tcp_user_timeout", "30000");
+	/* an explicit default would hide the operator's PGTARGETSESSIONATTRS */
+	if (getenv("PGTARGETSESSIONATTRS") == NULL)
+		STORE_OPT("target_session_attrs", "read-write");
+	STORE_OPT("dbname", s->conninfo);
+	STORE_OPT("fallback_application_name", "vozagent-sync");
+	STORE_OPT("client_encoding", "UTF8");
+	STORE_OPT(NULL, NULL);
+#undef STORE_OPT
+
+	store_close(s);
 	s->conn = PQconnectdbParams(keys, vals, 1);
 	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK)
 		return store_fail(s, NULL, "cannot connect to PostgreSQL");
 	s->conn_lost = 0;
 	PQsetNoticeProcessor(s->conn, on_pq_notice, NULL);
+	store_log_options(s->conn);
+	if (store_check_encoding(s) < 0 || store_check_writable(s) < 0)
+		return -1;
 	return store_exec(s, session_setup, "cannot set up the database session");
 }
 
@@ -331,8 +457,7 @@ store_reconnect(struct store *s)
 		 * Drop the session: whoever uses this store next must connect and
 		 * take the lock like a newcomer, not write without it.
 		 */
-		PQfinish(s->conn);
-		s->conn = NULL;
+		store_close(s);
 		store_fail(s, NULL, "another process took source '%s' while the connection was "
 		    "down", s->locked_source);
 		s->conn_lost = 0;

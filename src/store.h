@@ -39,6 +39,11 @@ const char *store_errmsg(const struct store *s);
 /* The last failure was the connection itself (not a query error). */
 int store_conn_lost(const struct store *s);
 
+/*
+ * Connects with client_encoding UTF8, and by default target_session_attrs
+ * read-write and tcp_user_timeout 30 s (conninfo overrides the defaults).
+ * Refuses a database not encoded UTF8; a read-only server fails as a lost one.
+ */
 int store_connect(struct store *s, const char *conninfo);
 /* After a lost connection: connect again, prepare, and take the source lock again. */
 int store_reconnect(struct store *s);

@@ -285,6 +285,8 @@ class PG:
     def env(self, db=None):
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.update(self.vars)
+        # UTF8 for the harness's own psql only, whose output is decoded as UTF-8; the
+        # binary's environment (Case.env) carries no PG* variable but those a test sets
         env.update(PGTZ="UTC", PGCLIENTENCODING="UTF8", PGCONNECT_TIMEOUT="10",
                    PGAPPNAME="vozagent-e2e")
         env["PGDATABASE"] = db or self.vars.get("PGDATABASE", "postgres")

