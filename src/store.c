@@ -485,6 +485,45 @@ store_prepare(struct store *s)
 	return 0;
 }
 
+/* The schema's version: 0 before the first migration; reads only, no privilege beyond USAGE. */
+static int
+store_schema_version(struct store *s, int *version)
+{
+	PGresult *res = PQexec(s->conn,
+	    "SELECT to_regclass('vozagent.schema_migrations') IS NOT NULL");
+	bool exists;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		store_fail(s, res, "cannot look for vozagent.schema_migrations");
+		PQclear(res);
+		return -1;
+	}
+	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	*version = 0;
+	if (!exists)
+		return 0;
+	res = PQexec(s->conn, "SELECT coalesce(max(version), 0) FROM vozagent.schema_migrations");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		store_fail(s, res, "cannot read vozagent.schema_migrations");
+		PQclear(res);
+		return -1;
+	}
+	*version = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return 0;
+}
+
+static int
+store_schema_too_new(struct store *s, int current, int latest)
+{
+	store_fail(s, NULL, "the database schema is at version %d, newer than this "
+	    "vozagent-sync knows (%d): upgrade vozagent-sync before running it on this "
+	    "database", current, latest);
+	s->conn_lost = 0;
+	return -1;
+}
+
 int
 store_migrate(struct store *s, int *applied)
 {
@@ -493,6 +532,16 @@ store_migrate(struct store *s, int *applied)
 	int current;
 
 	*applied = 0;
+	/*
+	 * An up-to-date schema needs no lock and no CREATE: the role that only
+	 * writes the mirror (see the README's grants) must be able to start.
+	 */
+	if (store_schema_version(s, &current) < 0)
+		return -1;
+	if (current > latest)
+		return store_schema_too_new(s, current, latest);
+	if (current == latest)
+		return store_prepare(s);
 	if (store_exec(s,
 	    "BEGIN;"
 	    /* two processes starting at once must not both migrate */
@@ -503,19 +552,11 @@ store_migrate(struct store *s, int *applied)
 	    " applied_at timestamptz NOT NULL DEFAULT now())",
 	    "cannot prepare the schema") < 0)
 		goto fail;
-	res = PQexec(s->conn, "SELECT coalesce(max(version), 0) FROM vozagent.schema_migrations");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		store_fail(s, res, "cannot read vozagent.schema_migrations");
-		PQclear(res);
+	/* again, under the lock: another process may have migrated meanwhile */
+	if (store_schema_version(s, &current) < 0)
 		goto fail;
-	}
-	current = atoi(PQgetvalue(res, 0, 0));
-	PQclear(res);
 	if (current > latest) {
-		store_fail(s, NULL, "the database schema is at version %d, newer than this "
-		    "vozagent-sync knows (%d): upgrade vozagent-sync before running it on this "
-		    "database", current, latest);
-		s->conn_lost = 0;
+		store_schema_too_new(s, current, latest);
 		goto fail;
 	}
 	for (int i = 0; i < migrations_count; i++) {

@@ -47,7 +47,10 @@ int store_conn_lost(const struct store *s);
 int store_connect(struct store *s, const char *conninfo);
 /* After a lost connection: connect again, prepare, and take the source lock again. */
 int store_reconnect(struct store *s);
-/* Applies pending migrations; refuses a schema newer than this binary. */
+/*
+ * Applies pending migrations (only then does it need CREATE), prepares the
+ * statements; refuses a schema newer than this binary.
+ */
 int store_migrate(struct store *s, int *applied);
 /* One writer per source: 0 = ours, 1 = held by another session, -1 = error. */
 int store_lock_source(struct store *s, const char *source);

@@ -29,6 +29,43 @@ import harness as h
 from harness import check
 
 TEXT = "café 日本"
+WRITER_SQL = os.path.join(h.REPO, "docs", "writer-role.sql")
+
+
+def conninfo_as(c, role, extra=""):
+    v = c.pg.vars
+    return "host=%s port=%s user=%s dbname=%s %s" % (v["PGHOST"], v["PGPORT"], role, c.db,
+                                                     extra)
+
+
+class Role:
+    """A login role of the shared cluster, dropped (with its grants) at the end."""
+
+    def __init__(self, pg, prefix):
+        self.pg = pg
+        self.name = "%s_%d" % (prefix, os.getpid())
+
+    def __enter__(self):
+        self.drop()
+        self.pg.psql('CREATE ROLE "%s" LOGIN' % self.name)
+        return self
+
+    def __exit__(self, *exc):
+        self.drop()
+        return False
+
+    def drop(self):
+        # its grants live in the case's database, dropped before this runs
+        self.pg.psql('DROP ROLE IF EXISTS "%s"' % self.name, check_rc=False)
+
+
+def grant_writer(c, role):
+    """docs/writer-role.sql as the owner, as the README tells the operator to."""
+    p = subprocess.run([c.pg.psql_bin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v",
+                        "writer=" + role, "-f", WRITER_SQL], env=c.pg.env(c.db),
+                       capture_output=True, timeout=60)
+    check(p.returncode == 0, "docs/writer-role.sql failed:\n%s"
+          % p.stderr.decode("utf-8", "replace"))
 
 
 def client_encoding_latin1():
@@ -70,6 +107,37 @@ def database_not_utf8():
                        "the schema was created in a %s database" % enc)
             soft.check(not fl.api_reqs(c.sim), "the API was called")
             soft.done()
+
+
+def least_privilege():
+    with h.Case("pgs_writer", seed=473, calls=120, page_size=25,
+                env={"VOZAGENT_POLL_INTERVAL": "1s"}) as c, Role(c.pg, "e2e_writer") as w:
+        c.expect_rc(c.run("migrate"), 0, "migrate as the owner")
+        grant_writer(c, w.name)
+        check(c.scalar("select has_database_privilege('%s', current_database(), 'CREATE') "
+                       "or has_schema_privilege('%s', 'vozagent', 'CREATE')"
+                       % (w.name, w.name)) == "f", "the writer role can CREATE")
+        env = {"VOZAGENT_DATABASE_URL": conninfo_as(c, w.name)}
+        r = c.run("once", env=env)
+        c.expect_rc(r, 0, "once as the writer role: %s" % h.tail(r.err, 2))
+        c.assert_exact("after once as the writer")
+        c.sim.add(count=10)
+        c.sim.delete(count=5)
+        r = c.run("backfill", env=env)
+        c.expect_rc(r, 0, "backfill as the writer role: %s" % h.tail(r.err, 2))
+        c.assert_exact("after backfill as the writer")
+        p = c.spawn("run", env=env)
+        c.sim.add(count=7)
+        c.wait_exact("under run as the writer", proc=p)
+        h.terminate(p)
+        c.expect_rc(c.wait(p, 20), 0, "run as the writer, then SIGTERM")
+        r = c.run("status", env=env)
+        c.expect_rc(r, 0, "status as the writer role: %s" % h.tail(r.err, 2))
+        check("last passes" in r.out, "status printed no passes:\n%s" % r.out)
+        owners = c.scalar("select count(*) from pg_class where relowner = "
+                          "(select oid from pg_roles where rolname = '%s') and "
+                          "relpersistence <> 't'" % w.name)
+        check(owners == "0", "the writer owns %s relation(s)" % owners)
 
 
 def read_only():
@@ -133,5 +201,6 @@ def connection_defaults():
 if __name__ == "__main__":
     h.main([("PGCLIENTENCODING=LATIN1 in the daemon's environment", client_encoding_latin1),
             ("a database not encoded UTF8 is refused", database_not_utf8),
+            ("a writer role without CREATE", least_privilege),
             ("a read-only server", read_only),
             ("connection defaults", connection_defaults)])
