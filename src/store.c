@@ -166,6 +166,7 @@ static const char session_setup[] =
 struct store {
 	PGconn *conn;
 	int conn_lost;
+	bool prepared;           /* every statement of stmts[] is prepared on conn */
 	char *conninfo;          /* kept to reconnect */
 	char *locked_source;     /* the source lock to take again after reconnecting */
 	char err[1024];
@@ -178,6 +179,7 @@ store_close(struct store *s)
 	if (s->conn != NULL)
 		PQfinish(s->conn);
 	s->conn = NULL;
+	s->prepared = false;
 }
 
 struct store *
@@ -277,7 +279,13 @@ store_run(struct store *s, enum stmt_id id, const char *const *params, ExecStatu
 {
 	PGresult *res;
 
-	res = PQexecPrepared(s->conn, stmts[id].name, stmts[id].nparams, params, NULL, NULL, 0);
+	/* after a preparation that failed, the run's end must still be recorded */
+	if (s->prepared)
+		res = PQexecPrepared(s->conn, stmts[id].name, stmts[id].nparams, params, NULL,
+		    NULL, 0);
+	else
+		res = PQexecParams(s->conn, stmts[id].sql, stmts[id].nparams, NULL, params, NULL,
+		    NULL, 0);
 	if (PQresultStatus(res) != want) {
 		store_fail(s, res, "statement %s failed", stmts[id].name);
 		PQclear(res);
@@ -471,6 +479,7 @@ store_prepare(struct store *s)
 {
 	PGresult *res;
 
+	s->prepared = false;
 	if (store_exec(s, stage_ddl, "cannot create the staging table") < 0)
 		return -1;
 	for (int i = 0; i < STMT_COUNT; i++) {
@@ -482,6 +491,7 @@ store_prepare(struct store *s)
 		}
 		PQclear(res);
 	}
+	s->prepared = true;
 	return 0;
 }
 

@@ -140,6 +140,35 @@ def least_privilege():
         check(owners == "0", "the writer owns %s relation(s)" % owners)
 
 
+def prepare_fails_after_reconnect():
+    with h.Case("pgs_prepfail", seed=474, calls=300, page_size=10) as c, \
+            Role(c.pg, "e2e_prep") as w:
+        c.expect_rc(c.run("migrate"), 0)
+        grant_writer(c, w.name)
+        c.sim.config(delay_ms=40)
+        p = c.spawn("backfill", env={"VOZAGENT_DATABASE_URL": conninfo_as(c, w.name)})
+        c.wait_for("60 calls committed", lambda: p.poll() is not None or c.count_calls() >= 60,
+                   timeout=60)
+        check(p.poll() is None, "backfill ended (%s) too early" % p.returncode)
+        # the live session keeps its staging table; a new one cannot create it
+        c.q('REVOKE TEMPORARY ON DATABASE "%s" FROM PUBLIC, "%s"' % (c.db, w.name))
+        for pid in fl.daemon_backends(c):
+            c.scalar("select pg_terminate_backend(%s)" % pid)
+        r = c.wait(p, 60)
+        c.expect_rc(r, 75, "backfill whose reconnect cannot prepare")
+        runs = c.sync_runs()
+        check(len(runs) == 1, "sync_runs: %s" % runs)
+        run = runs[0]
+        check(run["outcome"] == "failed" and run["finished_at"] is not None,
+              "the run was not closed: outcome %r, finished_at %r; the log:\n%s"
+              % (run["outcome"], run["finished_at"], h.tail(r.err, 5)))
+        check(run["error"] and "temporary" in run["error"],
+              "the run's error does not say why: %r" % run["error"])
+        check("could not record the end of run" not in r.err, "the log says the end of the run "
+              "was not recorded:\n%s" % h.tail(r.err, 5))
+        h.log("run closed: %s" % run["error"])
+
+
 def read_only():
     with h.Case("pgs_readonly", seed=475, calls=60,
                 env={"VOZAGENT_POLL_INTERVAL": "1s"}) as c:
@@ -202,5 +231,6 @@ if __name__ == "__main__":
     h.main([("PGCLIENTENCODING=LATIN1 in the daemon's environment", client_encoding_latin1),
             ("a database not encoded UTF8 is refused", database_not_utf8),
             ("a writer role without CREATE", least_privilege),
+            ("preparation fails after a reconnect", prepare_fails_after_reconnect),
             ("a read-only server", read_only),
             ("connection defaults", connection_defaults)])
