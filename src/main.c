@@ -124,7 +124,8 @@ cb_prepare(void *arg)
 static int
 exit_code(const struct app *a, const struct sched_outcome *o)
 {
-	if (o->stopped)
+	/* a signal that came during a store call may not have reached the loop yet */
+	if (o->stopped || store_is_stopping())
 		return a->cmd == CMD_RUN ? EXIT_OK : EXIT_TEMPFAIL;
 	if (o->gave_up)
 		return a->lock_busy_logged ? EXIT_TEMPFAIL : EXIT_UNAVAILABLE;
@@ -174,6 +175,9 @@ run_loop(struct app *a)
 	if (sched == NULL || sched_start(sched, a->cmd == CMD_RUN ? SCHED_DAEMON :
 	    a->cmd == CMD_BACKFILL ? SCHED_BACKFILL : SCHED_ONCE) < 0) {
 		log_errx("cannot set up the scheduler");
+		code = EXIT_SOFTWARE;
+	} else if (store_cancel_on_signal(SIGTERM) < 0 || store_cancel_on_signal(SIGINT) < 0) {
+		log_warn("cannot set up cancelling statements on SIGTERM");
 		code = EXIT_SOFTWARE;
 	} else {
 		if (a->cmd == CMD_RUN)

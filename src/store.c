@@ -2,7 +2,9 @@
 #include "store.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -165,6 +167,7 @@ static const char session_setup[] =
 
 struct store {
 	PGconn *conn;
+	PGcancel *cancel;        /* of conn: what a stop signal uses to cancel its statement */
 	int conn_lost;
 	bool prepared;           /* every statement of stmts[] is prepared on conn */
 	char *conninfo;          /* kept to reconnect */
@@ -172,10 +175,74 @@ struct store {
 	char err[1024];
 };
 
-/* Forgets the session. */
+/*
+ * The store blocks the loop thread while a statement runs, so libuv cannot
+ * see SIGTERM until it ends (up to statement_timeout). A real signal handler
+ * cancels the statement in flight (PQcancel is async-signal-safe), remembers
+ * the stop, and hands the signal on to the handler it replaced (libuv's).
+ */
+static PGcancel *volatile store_signal_cancel;
+static volatile sig_atomic_t store_signalled;
+static struct {
+	int signum;
+	struct sigaction prev;
+} store_chain[2];
+
+static void
+on_store_signal(int signum, siginfo_t *info, void *context)
+{
+	int saved = errno;
+	PGcancel *cancel = store_signal_cancel;
+	char buf[256];
+
+	store_signalled = 1;
+	if (cancel != NULL)
+		(void)PQcancel(cancel, buf, sizeof buf);
+	for (size_t i = 0; i < sizeof store_chain / sizeof store_chain[0]; i++) {
+		const struct sigaction *prev = &store_chain[i].prev;
+
+		if (store_chain[i].signum != signum)
+			continue;
+		if ((prev->sa_flags & SA_SIGINFO) != 0)
+			prev->sa_sigaction(signum, info, context);
+		else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN)
+			prev->sa_handler(signum);
+	}
+	errno = saved;
+}
+
+int
+store_cancel_on_signal(int signum)
+{
+	struct sigaction sa;
+
+	for (size_t i = 0; i < sizeof store_chain / sizeof store_chain[0]; i++) {
+		if (store_chain[i].signum != 0 && store_chain[i].signum != signum)
+			continue;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = on_store_signal;
+		sigfillset(&sa.sa_mask);
+		sa.sa_flags = SA_RESTART | SA_SIGINFO;
+		store_chain[i].signum = signum;
+		return sigaction(signum, &sa, &store_chain[i].prev);
+	}
+	return -1;
+}
+
+bool
+store_is_stopping(void)
+{
+	return store_signalled != 0;
+}
+
+/* Forgets the session: disarm the signal handler first, it may use the cancel object. */
 static void
 store_close(struct store *s)
 {
+	store_signal_cancel = NULL;
+	if (s->cancel != NULL)
+		PQfreeCancel(s->cancel);
+	s->cancel = NULL;
 	if (s->conn != NULL)
 		PQfinish(s->conn);
 	s->conn = NULL;
@@ -262,12 +329,26 @@ store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
 	return -1;
 }
 
+/* Once a stop signal came, no new work starts; only the run's end is still recorded. */
+static int
+store_stopping_fail(struct store *s, const char *what)
+{
+	snprintf(s->err, sizeof s->err, "%s: not started, the process is stopping", what);
+	s->conn_lost = 0;
+	return -1;
+}
+
 /* Runs a command that returns no rows. */
 static int
 store_exec(struct store *s, const char *sql, const char *what)
 {
-	PGresult *res = PQexec(s->conn, sql);
-	int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+	PGresult *res;
+	int ok;
+
+	if (store_signalled)
+		return store_stopping_fail(s, what);
+	res = PQexec(s->conn, sql);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
 	if (!ok)
 		store_fail(s, res, "%s", what);
 	PQclear(res);
@@ -279,6 +360,10 @@ store_run(struct store *s, enum stmt_id id, const char *const *params, ExecStatu
 {
 	PGresult *res;
 
+	if (store_signalled && id != STMT_RUN_FINISH) {
+		store_stopping_fail(s, stmts[id].name);
+		return NULL;
+	}
 	/* after a preparation that failed, the run's end must still be recorded */
 	if (s->prepared)
 		res = PQexecPrepared(s->conn, stmts[id].name, stmts[id].nparams, params, NULL,
@@ -430,6 +515,8 @@ store_open(struct store *s)
 	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK)
 		return store_fail(s, NULL, "cannot connect to PostgreSQL");
 	s->conn_lost = 0;
+	s->cancel = PQgetCancel(s->conn);
+	store_signal_cancel = s->cancel;
 	PQsetNoticeProcessor(s->conn, on_pq_notice, NULL);
 	store_log_options(s->conn);
 	if (store_check_encoding(s) < 0 || store_check_writable(s) < 0)

@@ -2,6 +2,7 @@
 #ifndef VOZAGENT_STORE_H
 #define VOZAGENT_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -92,6 +93,15 @@ int store_seen_clear(struct store *s, const char *source);
 typedef int (*store_call_cb)(void *arg, const char *id, const char *contact_id);
 int store_unfinished(struct store *s, const char *source, const char *const *skip,
     size_t nskip, store_call_cb cb, void *arg);
+
+/*
+ * From now on signum also cancels the statement in flight, then reaches the
+ * handler installed before (install this after libuv's). Once it came, no
+ * new statement starts except the one that records the end of the run.
+ */
+int store_cancel_on_signal(int signum);
+/* A stop signal came: a failure since then is an interruption. */
+bool store_is_stopping(void);
 
 /* Where every source stands, for a person. */
 int store_print_status(struct store *s, FILE *out);

@@ -284,6 +284,11 @@ sync_end(struct sync *s, const char *outcome, const char *error)
 	s->running = 0;
 	fetch_cancel(s->fetch);
 	uv_timer_stop(&s->retry_timer);
+	/* a statement cancelled by SIGTERM ends the pass as the signal would have */
+	if (store_is_stopping() && strcmp(outcome, "failed") == 0) {
+		outcome = "interrupted";
+		error = "stopped by a signal";
+	}
 	if (store_run_finish(s->store, s->run_id, outcome, error, &s->stats) < 0)
 		log_warnx("could not record the end of run %" PRId64 ": %s", s->run_id,
 		    store_errmsg(s->store));

@@ -205,6 +205,40 @@ def read_only():
         notify.close()
 
 
+def sigterm_cancels_statement():
+    with h.Case("pgs_sigterm", seed=476, calls=40) as c:
+        c.expect_rc(c.run("migrate"), 0)
+        locker = subprocess.Popen([c.pg.psql_bin, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
+                                  env=c.pg.env(c.db), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            locker.stdin.write("BEGIN;\nLOCK TABLE vozagent.calls IN SHARE MODE;\n"
+                               "SELECT 'locked';\n")
+            locker.stdin.flush()
+            check(locker.stdout.readline().strip() == "locked", "could not lock the table")
+            p = c.spawn("run")
+            c.wait_for("the daemon's statement waiting for the lock", lambda: p.poll() is not None
+                       or c.scalar("select count(*) from pg_stat_activity where datname = '%s' "
+                                   "and application_name = 'vozagent-sync' and "
+                                   "wait_event_type = 'Lock'" % c.db) != "0", timeout=30)
+            check(p.poll() is None, "run exited (%s) before blocking" % p.returncode)
+            t = time.monotonic()
+            h.terminate(p)
+            # lock_timeout is 1 min: an uncancelled statement would hold the exit that long
+            r = c.wait(p, 20)
+            h.log("run exited %s, %.1fs after SIGTERM" % (r.rc, time.monotonic() - t))
+            c.expect_rc(r, 0, "run stopped by SIGTERM during a blocked statement")
+            run = c.last_run()
+            check(run is not None and run["outcome"] == "interrupted",
+                  "the run is not 'interrupted': %s" % run)
+        finally:
+            locker.stdin.close()
+            locker.wait(30)
+        check(c.count_calls() == 0, "part of the page was written")
+        check(c.scalar("select count(*) from vozagent.sync_runs where outcome = 'running'") ==
+              "0", "a run is left 'running'")
+
+
 def connection_defaults():
     with h.Case("pgs_conn_opts", seed=477, calls=5, env={"VOZAGENT_LOG_LEVEL": "debug"}) as c:
         r = c.run("migrate")
@@ -233,4 +267,5 @@ if __name__ == "__main__":
             ("a writer role without CREATE", least_privilege),
             ("preparation fails after a reconnect", prepare_fails_after_reconnect),
             ("a read-only server", read_only),
+            ("SIGTERM during a blocked statement", sigterm_cancels_statement),
             ("connection defaults", connection_defaults)])
