@@ -11,7 +11,9 @@
   terminated mid-backfill): the run is still closed, 'failed' with the error;
 - a read-only server (default_transaction_read_only, with and without
   target_session_attrs=any): once exits 69 saying so; run keeps retrying, logging
-  it, and resumes mirroring once the server is writable again;
+  it, and resumes mirroring once the server is writable again; a server made
+  read-only under a pass (ALTER SYSTEM, private cluster): the refused page is
+  redone after reconnecting, the pass ends 'ok';
 - SIGTERM while a statement waits for a lock: the statement is cancelled, the
   daemon exits 0 well before lock_timeout (1 min), the run is 'interrupted' and
   nothing of the page is written;
@@ -22,6 +24,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 
 import faultlib as fl
@@ -205,6 +208,35 @@ def read_only():
         notify.close()
 
 
+def read_only_while_connected():
+    # ALTER SYSTEM reaches every database: a private cluster, not the shared one
+    with tempfile.TemporaryDirectory(prefix="vozagent-e2e-pgro-") as workdir:
+        with fl.Cluster(workdir) as cl, \
+                cl.case("pgs_ro_reload", seed=478, calls=200, page_size=10,
+                        env={"VOZAGENT_POLL_INTERVAL": "1s"}) as c:
+            c.sim.config(delay_ms=50)
+            p = c.spawn("run")
+            c.wait_for("50 calls committed", lambda: p.poll() is not None or
+                       c.count_calls() >= 50, timeout=60)
+            c.pg.psql("ALTER SYSTEM SET default_transaction_read_only = on")
+            c.pg.psql("SELECT pg_reload_conf()")
+            fl.wait_log(c, p, r"read-only.*\n(.|\n)*read-only", timeout=60)
+            check(p.poll() is None, "run exited (%s)" % p.returncode)
+            c.pg.psql("ALTER SYSTEM RESET default_transaction_read_only")
+            c.pg.psql("SELECT pg_reload_conf()")
+            c.wait_exact("after the server is writable again", timeout=90, proc=p)
+            h.terminate(p)
+            r = c.wait(p, 20)
+            c.expect_rc(r, 0, "run after SIGTERM")
+            runs = c.sync_runs()
+            check(runs and runs[0]["outcome"] == "ok" and
+                  not [x for x in runs if x["outcome"] == "failed"],
+                  "a write refused as read-only failed the pass instead of being redone "
+                  "after reconnecting: %s" % [(x["outcome"], x["error"]) for x in runs])
+            h.log("the page refused as read-only was redone: %s"
+                  % [(x["mode"][0], x["outcome"]) for x in runs])
+
+
 def sigterm_cancels_statement():
     with h.Case("pgs_sigterm", seed=476, calls=40) as c:
         c.expect_rc(c.run("migrate"), 0)
@@ -267,5 +299,6 @@ if __name__ == "__main__":
             ("a writer role without CREATE", least_privilege),
             ("preparation fails after a reconnect", prepare_fails_after_reconnect),
             ("a read-only server", read_only),
+            ("a server that turns read-only under a pass", read_only_while_connected),
             ("SIGTERM during a blocked statement", sigterm_cancels_statement),
             ("connection defaults", connection_defaults)])
