@@ -500,7 +500,9 @@ store_open(struct store *s)
 	STORE_OPT("keepalives_idle", "30");
 	STORE_OPT("keepalives_interval", "10");
 	STORE_OPT("keepalives_count", "3");
-	STORE_OPT("tcp_user_timeout", "30000");
+	/* an older libpq would refuse to connect at all over an option it does not know */
+	if (PQlibVersion() >= 120000)
+		STORE_OPT("tcp_user_timeout", "30000");
 	/* an explicit default would hide the operator's PGTARGETSESSIONATTRS */
 	if (getenv("PGTARGETSESSIONATTRS") == NULL)
 		STORE_OPT("target_session_attrs", "read-write");
