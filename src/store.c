@@ -434,8 +434,8 @@ store_check_encoding(struct store *s)
 	const char *client = PQparameterStatus(s->conn, "client_encoding");
 
 	if (server == NULL || strcmp(server, "UTF8") != 0) {
-		snprintf(s->err, sizeof s->err, "database \"%s\" uses encoding %s: vozagent-sync needs a UTF8 "
-		    "database, %s; create one with CREATE DATABASE ... ENCODING 'UTF8' "
+		snprintf(s->err, sizeof s->err, "database \"%s\" uses encoding %s: vozagent-sync "
+		    "needs a UTF8 database, %s; create one with CREATE DATABASE ... ENCODING 'UTF8' "
 		    "TEMPLATE template0", PQdb(s->conn), server != NULL ? server : "(unknown)",
 		    server != NULL && strcmp(server, "SQL_ASCII") == 0 ?
 		    "since SQL_ASCII stores bytes unchecked and text then compares and sorts as bytes" :
