@@ -85,6 +85,15 @@ typedef int (*store_call_cb)(void *arg, const char *id, const char *contact_id);
 int store_unfinished(struct store *s, const char *source, const char *const *skip,
     size_t nskip, store_call_cb cb, void *arg);
 
+/*
+ * Deletes the source's run history and rejects older than retention_ms
+ * (finished runs started and finished before it, rejects not seen since), in
+ * small batches, each its own transaction; at most a bounded number per call,
+ * the rest is left for the next. runs and rejects say how many went.
+ */
+int store_prune(struct store *s, const char *source, uint64_t retention_ms, int64_t *runs,
+    int64_t *rejects);
+
 /* Where every source stands, for a person. */
 int store_print_status(struct store *s, FILE *out);
 
