@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Bounded growth: what the daemon keeps stays bounded, and status stays cheap.
 
+- retention: sync_runs rows finished before history_retention, and rejects not seen
+  since then, are pruned by `once` (the source's last run, runs that just ended and
+  other sources' rows stay); with history_retention forever or 0 nothing is pruned.
 - rejects: a record without a string id whose content changes on every pass (the
   simulator's bad_records fault with a different tag each time) is one row of
   vozagent.rejects, keyed by its list position, with times_seen = the number of
@@ -25,6 +28,93 @@ from harness import check
 
 PAGE = 25
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def runs_of(c, source):
+    return c.qjson("select coalesce(json_agg(r order by r.id), '[]') from vozagent.sync_runs r "
+                   "where source = '%s'" % source)
+
+
+def retention():
+    with h.Case("retention", seed=11, calls=40, page_size=PAGE) as c:
+        c.expect_rc(c.run("migrate"), 0)
+        src, other = c.source, c.source + "_other"
+        # ids in insertion order: the last old run of `other` is that source's latest
+        c.q("""
+            insert into vozagent.sync_runs (source, mode, started_at, finished_at, outcome, error)
+            select '%(s)s', 'incremental', now() - interval '100 days' + n * interval '1 min',
+                   now() - interval '100 days' + n * interval '1 min' + interval '5 s',
+                   case when n = 3 then 'failed' else 'ok' end,
+                   case when n = 3 then 'old failure' end
+              from generate_series(1, 4) n;
+            insert into vozagent.sync_runs (source, mode, started_at, outcome)
+            values ('%(s)s', 'backfill', now() - interval '99 days', 'running');
+            insert into vozagent.sync_runs (source, mode, started_at, finished_at, outcome)
+            values ('%(s)s', 'incremental', now() - interval '10 days',
+                    now() - interval '10 days', 'ok'),
+                   ('%(o)s', 'incremental', now() - interval '200 days',
+                    now() - interval '200 days', 'ok'),
+                   ('%(o)s', 'incremental', now() - interval '150 days',
+                    now() - interval '150 days', 'ok');
+            insert into vozagent.rejects (source, reason, raw, record_id, rejected_at, last_seen_at)
+            values ('%(s)s', 'old', '{"id": "old"}', 'old', now() - interval '300 days',
+                    now() - interval '100 days'),
+                   ('%(s)s', 'recent', '{"id": "recent"}', 'recent',
+                    now() - interval '300 days', now() - interval '5 days'),
+                   ('%(o)s', 'other', '{"id": "other"}', 'other', now() - interval '300 days',
+                    now() - interval '100 days');
+            """ % {"s": src, "o": other})
+        before = runs_of(c, src)
+        check(len(before) == 6, "set-up: %d runs" % len(before))
+        old_ids = [r["id"] for r in before[:4]]
+        stale_running, recent = before[4]["id"], before[5]["id"]
+        others = [r["id"] for r in runs_of(c, other)]
+        nrej = int(c.scalar("select count(*) from vozagent.rejects"))
+
+        for value in ("forever", "0"):
+            r = c.run("once", env={"VOZAGENT_HISTORY_RETENTION": value})
+            c.expect_rc(r, 0, "once with history_retention = %s" % value)
+            ids = [x["id"] for x in runs_of(c, src)]
+            check(all(i in ids for i in old_ids + [stale_running, recent]),
+                  "history_retention = %s pruned runs: left %s of %s" % (value, ids, old_ids))
+            check(int(c.scalar("select count(*) from vozagent.rejects")) == nrej,
+                  "history_retention = %s pruned rejects" % value)
+        check(runs_of(c, src)[4]["outcome"] == "interrupted",
+              "the run left 'running' 99 days ago was not closed as interrupted")
+
+        r = c.run("once", env={"VOZAGENT_HISTORY_RETENTION": "30d"})
+        c.expect_rc(r, 0, "once with history_retention = 30d")
+        ids = [x["id"] for x in runs_of(c, src)]
+        h.log("runs of %s after pruning: %s (old ones were %s)" % (src, ids, old_ids))
+        check(not any(i in ids for i in old_ids),
+              "runs finished 100 days ago survived history_retention = 30d: %s" % ids)
+        check(stale_running in ids, "the run closed as interrupted just now (started 99 "
+              "days ago) was pruned: it finished today")
+        check(recent in ids, "the run of 10 days ago was pruned with history_retention = 30d")
+        check(len(ids) == 2 + 3, "expected the 2 recent runs and the 3 of the once passes, "
+                                 "got %s" % ids)
+        check([x["id"] for x in runs_of(c, other)] == others,
+              "pruning source %s touched the runs of source %s" % (src, other))
+        rej = {x["record_id"]: x for x in fl.rejects(c)}
+        check(set(rej) == {"recent", "other"},
+              "rejects after pruning: %s, expected recent (seen 5 days ago) and other "
+              "(another source's)" % sorted(rej))
+        check("history_retention" in r.err and "removed 4 old runs and 1 old rejects" in r.err,
+              "once did not log what it pruned:\n%s" % h.tail(r.err))
+
+        # the latest run of a source stays, however old
+        r = c.run("once", env={"VOZAGENT_HISTORY_RETENTION": "30d", "VOZAGENT_SOURCE": other})
+        c.expect_rc(r, 0, "once for source %s" % other)
+        ids = [x["id"] for x in runs_of(c, other)]
+        check(others[0] not in ids and others[1] in ids,
+              "source %s: runs %s before, %s after pruning: expected only the first gone "
+              "(the second was the latest when pruning ran)" % (other, others, ids))
+
+        # a plain number is seconds: refused, with the key named
+        r = c.run("once", env={"VOZAGENT_HISTORY_RETENTION": "90"})
+        c.expect_rc(r, 78, "history_retention = 90 (seconds)")
+        check("history_retention" in r.err and "at least 1h" in r.err,
+              "no clear message for history_retention = 90:\n%s" % h.tail(r.err))
 
 
 def rejects(order):
@@ -242,5 +332,5 @@ def migrate_from_003():
 
 
 if __name__ == "__main__":
-    h.main([("migrate_from_003", migrate_from_003)]
+    h.main([("retention", retention), ("migrate_from_003", migrate_from_003)]
            + h.both_orders(rejects, "rejects") + h.both_orders(counters, "counters"))
