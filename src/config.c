@@ -448,11 +448,12 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 		break;
 	}
 	case KEY_RETENTION:
-		if (strcmp(v, "forever") == 0) {
+		if (strcmp(v, "forever") == 0)
 			*(uint64_t *)dst = 0;
-			break;
-		}
-		/* FALLTHROUGH */
+		else if (config_parse_duration(v, (uint64_t *)dst) < 0)
+			loader_error(ld, "%s: %s: '%s' is not a duration (use e.g. 90d, 2160h) or "
+			    "forever", where, k->name, v);
+		break;
 	case KEY_DURATION:
 		if (config_parse_duration(v, (uint64_t *)dst) < 0)
 			loader_error(ld, "%s: %s: '%s' is not a duration (use e.g. 90, 90s, 5m, 2h)",
