@@ -19,6 +19,7 @@
 enum key_type {
 	KEY_STRING, KEY_DURATION, KEY_PAGE_SIZE, KEY_ORDER, KEY_LOG_LEVEL, KEY_URL, KEY_SIZE,
 	KEY_TOKEN, /* api_token and api_token_file: resolved together by token_resolve() */
+	KEY_RETENTION, /* a duration, or "forever" (0) */
 };
 
 struct key_def {
@@ -40,6 +41,7 @@ static const struct key_def keys[] = {
 	{ "lookback", KEY_DURATION, OFF(lookback_ms), "2h" },
 	{ "http_timeout", KEY_DURATION, OFF(http_timeout_ms), "30s" },
 	{ "full_resync_interval", KEY_DURATION, OFF(full_resync_ms), "24h" },
+	{ "history_retention", KEY_RETENTION, OFF(history_retention_ms), "90d" },
 	{ "max_body_size", KEY_SIZE, OFF(max_body_bytes), "64M" },
 	{ "order", KEY_ORDER, OFF(order), "auto" },
 	{ "status", KEY_STRING, OFF(filter_status), NULL },
@@ -445,6 +447,13 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 		*(char **)dst = xstrndup(v, n);
 		break;
 	}
+	case KEY_RETENTION:
+		if (strcmp(v, "forever") == 0)
+			*(uint64_t *)dst = 0;
+		else if (config_parse_duration(v, (uint64_t *)dst) < 0)
+			loader_error(ld, "%s: %s: '%s' is not a duration (use e.g. 90d, 2160h) or "
+			    "forever", where, k->name, v);
+		break;
 	case KEY_DURATION:
 		if (config_parse_duration(v, (uint64_t *)dst) < 0)
 			loader_error(ld, "%s: %s: '%s' is not a duration (use e.g. 90, 90s, 5m, 2h)",
@@ -538,6 +547,11 @@ config_check(struct loader *ld, struct config *cfg)
 	    !loader_bad(ld, "max_body_size"))
 		loader_error(ld, "%s: max_body_size must be from 64k to 1G",
 		    ld->set[key_find("max_body_size", 13) - keys].where);
+	/* a plain number is seconds: "history_retention = 90" is surely not meant */
+	if (cfg->history_retention_ms != 0 && cfg->history_retention_ms < 3600000 &&
+	    !loader_bad(ld, "history_retention"))
+		loader_error(ld, "%s: history_retention must be at least 1h, or 0 or forever to "
+		    "keep all history", ld->set[key_find("history_retention", 17) - keys].where);
 	if (*cfg->source == '\0')
 		loader_error(ld, "%s: source must not be empty",
 		    ld->set[key_find("source", 6) - keys].where);

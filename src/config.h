@@ -22,6 +22,7 @@ struct config {
 	uint64_t lookback_ms;
 	uint64_t http_timeout_ms;
 	uint64_t full_resync_ms;     /* run: a backfill this often; 0 = never */
+	uint64_t history_retention_ms; /* sync_runs and rejects older than this go; 0 = keep */
 	int page_size;
 	uint64_t max_body_bytes;     /* a longer response body fails its page */
 	enum config_order order;

@@ -1,5 +1,6 @@
 /* main: the command line, and setting the modules up in order. */
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,11 @@ struct app {
 	enum command cmd;
 	int ready;           /* connected, migrated, and the source is ours */
 	int lock_busy_logged;
+	int64_t pruned_at;   /* monotonic seconds of the last pruning; 0 = not yet */
 };
+
+/* `run` prunes the history at most this often; once and backfill once each. */
+#define APP_PRUNE_EVERY_S 3600
 
 static void
 usage(FILE *out)
@@ -109,12 +114,41 @@ app_prepare(struct app *a)
 	return 0;
 }
 
+/*
+ * Before a pass, with the source ours: drop history older than
+ * history_retention. A failure costs nothing but a warning: the pass is
+ * what matters, and the next pruning catches up.
+ */
+static void
+app_prune(struct app *a)
+{
+	struct timespec ts;
+	int64_t runs, rejects;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (a->cfg.history_retention_ms == 0 ||
+	    (a->pruned_at != 0 && ts.tv_sec - a->pruned_at < APP_PRUNE_EVERY_S))
+		return;
+	a->pruned_at = ts.tv_sec > 0 ? ts.tv_sec : 1;
+	if (store_prune(a->store, a->cfg.source, a->cfg.history_retention_ms, &runs,
+	    &rejects) < 0) {
+		log_warnx("cannot prune the history of source '%s': %s", a->cfg.source,
+		    store_errmsg(a->store));
+		return;
+	}
+	if (runs > 0 || rejects > 0)
+		log_info("history_retention: removed %" PRId64 " old runs and %" PRId64
+		    " old rejects of source '%s'", runs, rejects, a->cfg.source);
+}
+
 static int
 cb_prepare(void *arg)
 {
 	struct app *a = arg;
 	int rc = app_prepare(a);
 
+	if (rc == 0)
+		app_prune(a);
 	/* busy is final for once/backfill: the other process does the work */
 	if (rc == 1 && a->cmd != CMD_RUN)
 		return -1;

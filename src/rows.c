@@ -21,6 +21,7 @@ struct rows {
 	struct buf ids;           /* NUL-terminated ids, back to back */
 	struct buf rejects;       /* reason NUL raw NUL id NUL (empty: none), per rejected record */
 	size_t nrejects;
+	struct buf reject_index;  /* unsigned, per rejected record: its index in the page */
 	struct row_facts *facts;
 	size_t n, facts_cap;
 	unsigned warnings, rejected;
@@ -35,6 +36,7 @@ rows_new(size_t max_bytes)
 		buf_init(&r->copy, max_bytes);
 		buf_init(&r->ids, max_bytes);
 		buf_init(&r->rejects, max_bytes);
+		buf_init(&r->reject_index, max_bytes);
 	}
 	return r;
 }
@@ -43,6 +45,7 @@ void
 rows_reset(struct rows *r)
 {
 	r->copy.len = r->ids.len = r->rejects.len = r->n = r->nrejects = 0;
+	r->reject_index.len = 0;
 	r->warnings = r->rejected = 0;
 	r->reject[0] = '\0';
 }
@@ -55,6 +58,7 @@ rows_free(struct rows *r)
 	buf_free(&r->copy);
 	buf_free(&r->ids);
 	buf_free(&r->rejects);
+	buf_free(&r->reject_index);
 	free(r->facts);
 	free(r);
 }
@@ -254,8 +258,10 @@ rows_reject(struct rows *r, const struct record *rec, const char *fmt, ...)
 	    buf_append(&r->rejects, rec->raw, rec->raw_len) < 0 ||
 	    buf_append(&r->rejects, "", 1) < 0 ||
 	    buf_append(&r->rejects, has_id ? id->text : "", has_id ? id->len : 0) < 0 ||
-	    buf_append(&r->rejects, "", 1) < 0) {
+	    buf_append(&r->rejects, "", 1) < 0 ||
+	    buf_append(&r->reject_index, &rec->index, sizeof rec->index) < 0) {
 		r->rejects.len = mark;
+		r->reject_index.len = r->nrejects * sizeof rec->index;
 		return -1;
 	}
 	r->nrejects++;
@@ -389,6 +395,15 @@ rows_reject_at(const struct rows *r, size_t i, const char **reason, const char *
 	*id = *raw + strlen(*raw) + 1;
 	if (**id == '\0')
 		*id = NULL;
+}
+
+unsigned
+rows_reject_index(const struct rows *r, size_t i)
+{
+	unsigned index;
+
+	memcpy(&index, r->reject_index.data + i * sizeof index, sizeof index);
+	return index;
 }
 
 size_t

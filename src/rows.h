@@ -30,6 +30,9 @@ size_t rows_rejects(const struct rows *r);
 void rows_reject_at(const struct rows *r, size_t i, const char **reason, const char **raw,
     const char **id);
 
+/* Where rejected record i was in its page (0-based, counting every record of the page). */
+unsigned rows_reject_index(const struct rows *r, size_t i);
+
 size_t rows_count(const struct rows *r);
 unsigned rows_warnings(const struct rows *r);
 unsigned rows_rejected(const struct rows *r);

@@ -21,6 +21,9 @@
 /* A timestamptz from a bigint parameter of microseconds since the epoch, exactly. */
 #define STORE_USEC(p) "('epoch'::timestamptz + " p "::bigint * interval '1 microsecond')"
 #define STORE_COPY_CHUNK (1 << 20)
+/* Pruning: rows per statement (a short lock), and per call (the rest waits for the next) */
+#define STORE_PRUNE_BATCH 1000
+#define STORE_PRUNE_MAX 50000
 
 /*
  * Every statement the daemon runs, named once. The schema itself and the
@@ -46,6 +49,8 @@ enum stmt_id {
 	STMT_NEWEST_MIRRORED,
 	STMT_STATUS_SOURCES,
 	STMT_STATUS_RUNS,
+	STMT_PRUNE_RUNS,
+	STMT_PRUNE_REJECTS,
 	STMT_COUNT
 };
 
@@ -74,9 +79,20 @@ static const struct {
 	    "SELECT vozagent.finish_backfill($1)" },
 	[STMT_SEEN_CLEAR] = { "seen_clear", 1,
 	    "DELETE FROM vozagent.backfill_seen WHERE source = $1" },
-	[STMT_REJECT_ADD] = { "reject_add", 5,
-	    "INSERT INTO vozagent.rejects (source, run_id, list_offset, reason, raw)"
-	    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING" },
+	/*
+	 * One row per record (by id, or by list position when it has none): a
+	 * record read again updates its row, and times_seen counts the passes
+	 * that rejected it, not the pages (pages overlap, and may be re-read).
+	 */
+	[STMT_REJECT_ADD] = { "reject_add", 7,
+	    "INSERT INTO vozagent.rejects AS r (source, run_id, list_offset, list_position,"
+	    "  record_id, reason, raw)"
+	    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+	    " ON CONFLICT (source, md5(reject_key)) DO UPDATE SET"
+	    "  times_seen = r.times_seen + (r.run_id IS DISTINCT FROM EXCLUDED.run_id)::int,"
+	    "  run_id = EXCLUDED.run_id, list_offset = EXCLUDED.list_offset,"
+	    "  list_position = EXCLUDED.list_position, reason = EXCLUDED.reason,"
+	    "  raw = EXCLUDED.raw, last_seen_at = now()" },
 	[STMT_RUN_BEGIN] = { "run_begin", 2,
 	    "INSERT INTO vozagent.sync_runs (source, mode) VALUES ($1, $2) RETURNING id" },
 	[STMT_RUN_PROGRESS] = { "run_progress", 10,
@@ -147,6 +163,23 @@ static const struct {
 	    " CASE WHEN drift_rereads > 0 THEN drift_rereads || ' drift re-reads' ELSE '' END,"
 	    " coalesce('error: ' || error, '')"
 	    " FROM vozagent.sync_runs WHERE source = $1 ORDER BY id DESC LIMIT 5" },
+	/*
+	 * History older than the retention ($2 ms), a batch ($3 rows) per
+	 * statement so no lock is held long. The source's last run stays (status
+	 * shows it), and so does a running one and an unfinished backfill's.
+	 */
+	[STMT_PRUNE_RUNS] = { "prune_runs", 3,
+	    "DELETE FROM vozagent.sync_runs WHERE id IN (SELECT r.id FROM vozagent.sync_runs r"
+	    " WHERE r.source = $1 AND r.started_at < now() - $2::bigint * interval '1 ms'"
+	    "  AND r.finished_at < now() - $2::bigint * interval '1 ms' AND r.outcome <> 'running'"
+	    "  AND r.id < (SELECT max(id) FROM vozagent.sync_runs WHERE source = $1)"
+	    "  AND r.id IS DISTINCT FROM (SELECT backfill_run_id FROM vozagent.sync_state"
+	    "   WHERE source = $1)"
+	    " ORDER BY r.started_at LIMIT $3)" },
+	[STMT_PRUNE_REJECTS] = { "prune_rejects", 3,
+	    "DELETE FROM vozagent.rejects WHERE id IN (SELECT id FROM vozagent.rejects"
+	    " WHERE source = $1 AND last_seen_at < now() - $2::bigint * interval '1 ms'"
+	    " ORDER BY last_seen_at LIMIT $3)" },
 };
 
 static const char stage_ddl[] =
@@ -924,15 +957,18 @@ store_save_state(struct store *s, const char *source, const struct sync_state *e
 static int
 store_add_rejects(struct store *s, const struct store_page *page)
 {
-	char run[24], off[24];
-	const char *params[5] = { page->source, run, off, NULL, NULL };
+	char run[24], off[24], pos[24];
+	const char *params[7] = { page->source, run, off, pos, NULL, NULL, NULL };
 
 	snprintf(run, sizeof run, "%" PRId64, page->run_id);
 	snprintf(off, sizeof off, "%" PRId64, page->offset);
 	for (size_t i = 0; i < rows_rejects(page->rows); i++) {
 		const char *id;
 		PGresult *res;
-		rows_reject_at(page->rows, i, &params[3], &params[4], &id);
+		rows_reject_at(page->rows, i, &params[5], &params[6], &id);
+		snprintf(pos, sizeof pos, "%" PRId64,
+		    page->offset + (int64_t)rows_reject_index(page->rows, i));
+		params[4] = id;
 		res = store_run(s, STMT_REJECT_ADD, params, PGRES_COMMAND_OK);
 		if (res == NULL)
 			return -1;
@@ -996,6 +1032,45 @@ store_commit_page(struct store *s, const struct store_page *page,
 fail:
 	store_rollback(s);
 	return -1;
+}
+
+/* Deletes up to `max` rows with stmt, in batches of STORE_PRUNE_BATCH, each its own transaction. */
+static int
+store_prune_one(struct store *s, enum stmt_id stmt, const char *source, const char *ms,
+    int64_t max, int64_t *deleted)
+{
+	char batch[24];
+	const char *params[3] = { source, ms, batch };
+
+	snprintf(batch, sizeof batch, "%d", STORE_PRUNE_BATCH);
+	*deleted = 0;
+	while (*deleted < max) {
+		PGresult *res = store_run(s, stmt, params, PGRES_COMMAND_OK);
+		int64_t n;
+
+		if (res == NULL)
+			return -1;
+		n = strtoll(PQcmdTuples(res), NULL, 10);
+		PQclear(res);
+		*deleted += n;
+		if (n < STORE_PRUNE_BATCH)
+			break;
+	}
+	return 0;
+}
+
+int
+store_prune(struct store *s, const char *source, uint64_t retention_ms, int64_t *runs,
+    int64_t *rejects)
+{
+	char ms[24];
+
+	*runs = *rejects = 0;
+	snprintf(ms, sizeof ms, "%" PRIu64, retention_ms);
+	store_rollback(s);
+	if (store_prune_one(s, STMT_PRUNE_RUNS, source, ms, STORE_PRUNE_MAX, runs) < 0)
+		return -1;
+	return store_prune_one(s, STMT_PRUNE_REJECTS, source, ms, STORE_PRUNE_MAX, rejects);
 }
 
 int

@@ -103,6 +103,15 @@ int store_cancel_on_signal(int signum);
 /* A stop signal came: a failure since then is an interruption. */
 bool store_is_stopping(void);
 
+/*
+ * Deletes the source's run history and rejects older than retention_ms
+ * (finished runs started and finished before it, rejects not seen since), in
+ * small batches, each its own transaction; at most a bounded number per call,
+ * the rest is left for the next. runs and rejects say how many went.
+ */
+int store_prune(struct store *s, const char *source, uint64_t retention_ms, int64_t *runs,
+    int64_t *rejects);
+
 /* Where every source stands, for a person. */
 int store_print_status(struct store *s, FILE *out);
 

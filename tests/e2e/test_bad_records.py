@@ -5,7 +5,7 @@
   duplicate id in the page): each goes to vozagent.rejects (source, run_id,
   list_offset, reason, raw as received, rejected_at), sync_runs.rejected counts them,
   the rest of the page is mirrored exactly; reading the same page again stores no
-  second copy of a reject.
+  second copy of a reject (the row's times_seen, run_id and last_seen_at follow).
 - The nul fault (NUL in keys and values, and in an id; a 1 MiB string; 200 levels
   of nesting): NUL becomes U+FFFD (one warning per record), the 1 MiB string is
   stored exactly, the too-deep record is rejected; the real records are mirrored.
@@ -103,15 +103,16 @@ def injected_pages():
                   "(no id, numeric id, duplicate id)" % (rnd, run["rejected"]))
             check(len(rej) == 3, "round %d: vozagent.rejects holds %d rows, expected 3%s"
                   % (rnd, len(rej), " (the same raw stored twice?)" if rnd == 2 else ""))
-            if rnd == 1:
-                first_run = run["id"]
+        # one row per record, updated by the second pass that read it again
         by_reason = sorted(rej, key=lambda x: x["reason"])
         for x in rej:
-            check(x["source"] == c.source and x["run_id"] == first_run and
-                  x["list_offset"] == 0 and x["rejected_at"],
-                  "reject row: source %r run_id %s list_offset %s rejected_at %s (expected %r, "
-                  "%s, 0, set)" % (x["source"], x["run_id"], x["list_offset"],
-                                  x["rejected_at"], c.source, first_run))
+            check(x["source"] == c.source and x["run_id"] == run["id"] and
+                  x["list_offset"] == 0 and x["rejected_at"] and x["times_seen"] == 2 and
+                  x["last_seen_at"] >= x["rejected_at"],
+                  "reject row: source %r run_id %s list_offset %s rejected_at %s times_seen %s "
+                  "last_seen_at %s (expected %r, %s, 0, set, 2, not before rejected_at)"
+                  % (x["source"], x["run_id"], x["list_offset"], x["rejected_at"],
+                     x["times_seen"], x["last_seen_at"], c.source, run["id"]))
         raws = [loads(x["raw"]) for x in rej]
         check(any(isinstance(x, dict) and "id" not in x and x.get("note") == "this record has "
                   "no id" for x in raws), "the record without id is not in rejects as sent")

@@ -138,7 +138,8 @@ Fault injection (issue 4)
                                plus a record with a huge "padding" string, generated as sent
       bad_records              200: the page plus a record without id (first), one with a
                                numeric id (middle) and a copy of the page's first record
-                               (last): 3 more records than the page
+                               (last): 3 more records than the page; "tag" (null): a
+                               string put in the first two as "tag", to vary their content
       nul                      200: the page plus 3 hostile, valid records (ids
                                call-00000000-0000-0000-0a0N): NUL in keys and values, a
                                "string_bytes" (1 MiB) string, "depth" (200) levels of
@@ -969,6 +970,7 @@ FAULT_PARAMS = {
             "transfer": (None, lambda v: v in (None, "length", "chunked"))},
     "huge": {"bytes": (64 << 20, _pos_int),
              "transfer": (None, lambda v: v in (None, "length", "chunked"))},
+    "bad_records": {"tag": (None, lambda v: v is None or isinstance(v, str))},
     "nul": {"string_bytes": (1 << 20, _pos_int),
             "depth": (200, lambda v: _is_int(v) and 1 <= v <= 100000),
             "nul_in_id": (False, lambda v: isinstance(v, bool))},
@@ -1370,7 +1372,7 @@ class Handler(BaseHTTPRequestHandler):
         elif kind == "huge":
             out = self._huge(texts, spec, cfg)
         elif kind == "bad_records":
-            out = self._bad_records(texts, cfg)
+            out = self._bad_records(texts, cfg, spec["tag"])
         elif kind == "nul":
             store = self.sim.store
             with store.lock:
@@ -1533,15 +1535,18 @@ class Handler(BaseHTTPRequestHandler):
             return "client went away after %d of %d bytes" % (sent, total)
         return "sent %d bytes" % total
 
-    def _bad_records(self, texts, cfg):
+    def _bad_records(self, texts, cfg, tag=None):
         """The real page plus: a record without an id (first), one with a numeric id (middle),
-        and a second copy of the page's first record (last)."""
+        and a second copy of the page's first record (last). tag: put in the first two."""
         with self.sim.store.lock:
             started = fmt_ts(self.sim.store._newest_us())
-        no_id = jdump({"contact_id": "bad-contact", "call_status": "completed",
-                       "call_started_at": started, "note": "this record has no id"})
-        numeric = jdump({"id": 12345, "call_status": "completed", "call_started_at": started,
-                         "note": "this record has a numeric id"})
+        extra = {} if tag is None else {"tag": tag}
+        no_id = jdump(dict({"contact_id": "bad-contact", "call_status": "completed",
+                            "call_started_at": started, "note": "this record has no id"},
+                           **extra))
+        numeric = jdump(dict({"id": 12345, "call_status": "completed",
+                              "call_started_at": started,
+                              "note": "this record has a numeric id"}, **extra))
         dups = [texts[0]] if texts else [jdump({"id": "call-00000000-0000-0000-0d0b",
                                                "call_status": "completed",
                                                "call_started_at": started})] * 2

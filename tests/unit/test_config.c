@@ -468,6 +468,28 @@ test_load_poll_interval_minimum(void)
 }
 
 static void
+test_load_history_retention(void)
+{
+	ASSERT_EQ_INT(load(""), 0);
+	ASSERT_EQ_UINT(cfg.history_retention_ms, 90ull * 86400 * 1000);
+	config_free(&cfg);
+	ASSERT_EQ_INT(load("history_retention = forever\n"), 0);
+	ASSERT_EQ_UINT(cfg.history_retention_ms, 0);
+	config_free(&cfg);
+	ASSERT_EQ_INT(load("history_retention = 0\n"), 0);
+	ASSERT_EQ_UINT(cfg.history_retention_ms, 0);
+	config_free(&cfg);
+	ASSERT_EQ_INT(load("history_retention = 30d\n"), 0);
+	ASSERT_EQ_UINT(cfg.history_retention_ms, 30ull * 86400 * 1000);
+	config_free(&cfg);
+	/* a plain number is seconds: 90 is a typo for 90d, not 90 seconds of history */
+	ASSERT_EQ_INT(load("history_retention = 90\n"), -1);
+	ASSERT_ERR_LINE(1, "history_retention must be at least 1h");
+	ASSERT_EQ_INT(load("history_retention = never\n"), -1);
+	ASSERT_ERR_LINE(1, "history_retention: 'never' is not a duration");
+}
+
+static void
 test_load_database_url(void)
 {
 	static const char *bad[] = {
@@ -805,6 +827,7 @@ static const struct test_case tests[] = {
 	TEST(test_load_bad_duration_reported_once),
 	TEST(test_load_page_size),
 	TEST(test_load_poll_interval_minimum),
+	TEST(test_load_history_retention),
 	TEST(test_load_database_url),
 	TEST(test_load_long_line),
 	TEST(test_load_small_error_buffer),

@@ -411,6 +411,28 @@ test_number_beyond_numeric_rejected(void)
 	ASSERT_EQ_STR(raw, "{\"id\":\"n1\",\"extra\":{\"x\":[1E-16384]}}");
 }
 
+/* A rejected record keeps its index in the page: its list position when it has no id. */
+static void
+test_reject_index(void)
+{
+	const char *reason, *raw, *rid;
+
+	ASSERT_ADD_PAGE("[{\"id\":\"a\"},{\"x\":1},{\"id\":\"b\"},{\"id\":\"a\"},{\"id\":7}]");
+	ASSERT_EQ_UINT(rows_count(R), 2);
+	ASSERT_EQ_UINT(rows_rejects(R), 3);
+	ASSERT_EQ_UINT(rows_reject_index(R, 0), 1);
+	ASSERT_EQ_UINT(rows_reject_index(R, 1), 3);
+	ASSERT_EQ_UINT(rows_reject_index(R, 2), 4);
+	rows_reject_at(R, 1, &reason, &raw, &rid);
+	ASSERT_EQ_STR(rid, "a");
+	rows_reject_at(R, 2, &reason, &raw, &rid);
+	ASSERT_TRUE(rid == NULL);
+	rows_reset(R);
+	ASSERT_ADD_PAGE("[{\"x\":2}]");
+	ASSERT_EQ_UINT(rows_rejects(R), 1);
+	ASSERT_EQ_UINT(rows_reject_index(R, 0), 0);
+}
+
 static void
 test_text_columns_typing(void)
 {
@@ -934,6 +956,7 @@ static const struct test_case tests[] = {
 	TEST(test_values_are_length_bounded),
 	TEST(test_duration_typing),
 	TEST(test_number_beyond_numeric_rejected),
+	TEST(test_reject_index),
 	TEST(test_text_columns_typing),
 	TEST(test_appointment_booked),
 	TEST(test_replaced_chars_warn),
