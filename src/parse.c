@@ -10,6 +10,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "buf.h"
+#include "utf8.h"
 
 static const char *const field_names[FIELD_COUNT] = {
 	"id", "contact_id", "assistant_id", "call_type", "call_status", "duration_seconds",
@@ -111,42 +112,13 @@ parse_offset(const struct parse *p)
 }
 
 /*
- * Length of the valid UTF-8 sequence at s (1-4), or 0 when it is invalid or
+ * Length of the valid UTF-8 character at s (1-4), or 0 when it is invalid or
  * a NUL: PostgreSQL text and jsonb can hold neither.
  */
 static size_t
 utf8_valid_len(const unsigned char *s, size_t n)
 {
-	unsigned char c = s[0];
-	size_t len, i;
-	unsigned char lo = 0x80, hi = 0xBF;
-
-	if (c == 0)
-		return 0;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		len = 2;
-	else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F; /* no UTF-16 surrogates */
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else
-		return 0;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xBF)
-			return 0;
-	return len;
+	return s[0] == 0 ? 0 : utf8_char_len(s, n);
 }
 
 /* 3 when s starts with a UTF-16 surrogate encoded as UTF-8 (ED A0-BF 80-BF), else 1. */
