@@ -172,14 +172,22 @@ parse_sanitize(struct parse *p, const unsigned char **s, size_t *len)
 	return 0;
 }
 
+/* Do raw and the kept values of the call, with more bytes, stay within the record cap? */
 static int
-parse_check_size(struct parse *p)
+parse_fits(struct parse *p, size_t more)
 {
 	const unsigned char *buf;
 	size_t len;
 
 	yajl_gen_get_buf(p->g, &buf, &len);
-	if (len + p->vals.len > p->max_record)
+	return len <= p->max_record && p->vals.len <= p->max_record - len &&
+	    more <= p->max_record - len - p->vals.len;
+}
+
+static int
+parse_check_size(struct parse *p)
+{
+	if (!parse_fits(p, 0))
 		return parse_fail(p, "call #%u of the page is larger than %zu bytes (at byte %zu)",
 		    p->count + 1, p->max_record, parse_offset(p));
 	return 1;
@@ -239,13 +247,19 @@ parse_keep(struct parse *p, enum json_type t, const char *s, size_t len)
 	if (p->depth != DEPTH_CALL || f < 0)
 		return 1;
 	p->cur_field = -1;
-	p->fv[f].type = t;
-	p->fv[f].off = p->vals.len;
-	p->fv[f].len = len;
-	if (p->vals.len + len > p->max_record)
-		return parse_check_size(p);
+	/*
+	 * The value is stored before the field may point at it: a field never
+	 * names bytes that are not there, whatever raw holds (it stops growing
+	 * past the nesting limit) and however much sanitizing grew the value.
+	 */
+	if (!parse_fits(p, len))
+		return parse_fail(p, "call #%u of the page is larger than %zu bytes (at byte %zu)",
+		    p->count + 1, p->max_record, parse_offset(p));
 	if (buf_append(&p->vals, s, len) < 0)
 		return parse_fail(p, "out of memory");
+	p->fv[f].type = t;
+	p->fv[f].off = p->vals.len - len;
+	p->fv[f].len = len;
 	return 1;
 }
 

@@ -853,8 +853,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* 1 = byte by byte, as a slow network may deliver it */
 	static const size_t chunks[] = { 1, 2, 3, 7, 16, 64, 500, 4096 };
-	/* sync.c uses 1 MiB; smaller caps are reached by inputs of -max_len */
-	static const size_t max_records[] = { 64 << 10, 1 << 20, 1 << 10, 64 << 10 };
+	/*
+	 * sync.c uses 1 MiB; smaller caps are reached by inputs of -max_len. 256 B
+	 * is just past what nesting beyond yajl's depth limit takes, so a value
+	 * that sanitizing triples after it can overrun the cap.
+	 */
+	static const size_t max_records[] = { 64 << 10, 1 << 20, 1 << 10, 256 };
 	static const size_t batch_caps[] = { 4 << 10, 64 << 10, 512, 1 << 20 };
 	/* a call cut off inside a nested value, with a string to sanitize */
 	static const char dirty[] = "[{\"id\":\"x\",\"call_status\":[{\"a\\u0000\":\"\\udc00";
