@@ -30,6 +30,7 @@ struct parse {
 	parse_record_cb cb;
 	void *arg;
 	size_t max_record;
+	unsigned max_records;     /* calls a page may hold (the request's limit), 0 = any */
 	int depth;
 	int closed;               /* the page array has ended */
 	int failed;
@@ -381,9 +382,13 @@ cb_start_map(void *ctx)
 
 	if (p->depth == 0)
 		return parse_fail(p, "the body is a JSON object, not an array of calls");
-	if (p->depth == DEPTH_PAGE)
+	if (p->depth == DEPTH_PAGE) {
+		/* more calls than asked for: the API misbehaves; stop before the work grows */
+		if (p->max_records > 0 && p->count >= p->max_records)
+			return parse_fail(p, "the API returned more than %u calls for limit=%u",
+			    p->max_records, p->max_records);
 		parse_record_begin(p);
-	else if (p->depth == DEPTH_CALL && p->cur_field >= 0) {
+	} else if (p->depth == DEPTH_CALL && p->cur_field >= 0) {
 		p->fv[p->cur_field].type = JSON_OBJECT;
 		p->cur_field = -1;
 	}
@@ -493,6 +498,12 @@ parse_new(size_t max_record_bytes, parse_record_cb cb, void *arg)
 		return NULL;
 	}
 	return p;
+}
+
+void
+parse_set_max_records(struct parse *p, unsigned n)
+{
+	p->max_records = n;
 }
 
 /* Turn yajl's own message into one line with the byte offset. */

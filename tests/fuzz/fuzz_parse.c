@@ -867,6 +867,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t max_record = max_records[last & 3];
 	size_t batch_cap = batch_caps[(last >> 2) & 3];
 	int flush = (last >> 4) & 1;
+	/* the request's limit: 0 = none, as in the pages the corpus holds */
+	static const unsigned limits[] = { 0, 0, 0, 2 };
+	unsigned limit = limits[(last >> 5) & 3];
 	struct run a, b, junk, *cur;
 	struct result ra, rb;
 	struct parse *p;
@@ -877,6 +880,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p = parse_new(max_record, cb_record, &cur);
 	if (p == NULL)
 		abort();
+	parse_set_max_records(p, limit);
 	cur = &a;
 	run_parse(p, &a, data, size, chunk, &ra);
 
@@ -900,6 +904,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    chunk, ra.err, rb.err);
 	CHECK(ra.records == rb.records, "chunks of %zu: %u records; one piece after reset: %u",
 	    chunk, ra.records, rb.records);
+	CHECK(limit == 0 || ra.records <= limit, "%u records delivered for limit=%u", ra.records,
+	    limit);
 	CHECK(out_eq(&a.log, &b.log), "chunks of %zu and one piece typed records differently",
 	    chunk);
 	CHECK(out_eq(&a.copy, &b.copy), "chunks of %zu and one piece made different COPY text",

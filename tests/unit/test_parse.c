@@ -672,6 +672,63 @@ test_sanitized_value_within_cap(void)
 	parse_free(p);
 }
 
+/* Builds a page of n calls. */
+static char *
+page_of(unsigned n, size_t *len)
+{
+	char *page = malloc((size_t)n * 32 + 16);
+	size_t k = 0;
+
+	if (page == NULL)
+		return NULL;
+	page[k++] = '[';
+	for (unsigned i = 0; i < n; i++)
+		k += (size_t)sprintf(page + k, "%s{\"id\":\"c%07u\"}", i ? "," : "", i);
+	page[k++] = ']';
+	*len = k;
+	return page;
+}
+
+/* More calls than the request's limit: the parse fails at call limit + 1, not at the end. */
+static void
+test_more_calls_than_limit(void)
+{
+	struct touch t = { 0 };
+	struct parse *p;
+	size_t len;
+	char *page = page_of(40000, &len);
+
+	ASSERT_TRUE(page != NULL);
+	p = parse_new(1 << 20, cb_touch, &t);
+	ASSERT_TRUE(p != NULL);
+	parse_set_max_records(p, 100);
+	ASSERT_EQ_INT(parse_feed(p, page, len), -1);
+	ASSERT_EQ_STR(parse_errmsg(p), "the API returned more than 100 calls for limit=100");
+	ASSERT_EQ_UINT(t.calls, 100);
+	ASSERT_EQ_UINT(parse_records(p), 100);
+
+	/* the cap stays across a reset; exactly limit calls is a good page */
+	parse_reset(p);
+	free(page);
+	page = page_of(100, &len);
+	ASSERT_TRUE(page != NULL);
+	ASSERT_EQ_INT(parse_feed(p, page, len), 0);
+	ASSERT_EQ_INT(parse_finish(p), 0);
+	ASSERT_EQ_UINT(parse_records(p), 100);
+
+	/* 0: no cap */
+	parse_reset(p);
+	parse_set_max_records(p, 0);
+	free(page);
+	page = page_of(40000, &len);
+	ASSERT_TRUE(page != NULL);
+	ASSERT_EQ_INT(parse_feed(p, page, len), 0);
+	ASSERT_EQ_INT(parse_finish(p), 0);
+	ASSERT_EQ_UINT(parse_records(p), 40000);
+	free(page);
+	parse_free(p);
+}
+
 static const struct test_case tests[] = {
 	TEST(test_golden_cases),
 	TEST(test_reset_between_pages),
@@ -683,6 +740,7 @@ static const struct test_case tests[] = {
 	TEST(test_field_names),
 	TEST(test_sanitized_value_past_depth_limit),
 	TEST(test_sanitized_value_within_cap),
+	TEST(test_more_calls_than_limit),
 };
 
 /* Writes <case>.gold from the whole-body run of each case (all, or those named). */
