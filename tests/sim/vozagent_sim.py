@@ -136,18 +136,22 @@ Fault injection (issue 4)
                                (FIN, or RST with "rst": true)
       html                     200 text/html error page
       json_error               200 {"error": "internal"}
-      invalid_json             200: the page's records, then a broken record and no "]"
+      invalid_json             200: the page's records (limit - 1 at most), then a broken
+                               record and no "]"
       not_objects              200 [1, 2, 3]
       huge                     200: a valid array bigger than "bytes" (64 MiB): the page
-                               plus a record with a huge "padding" string, generated as sent
+                               (limit - 1 records at most) plus a record with a huge
+                               "padding" string, generated as sent
       bad_records              200: the page plus a record without id (first), one with a
                                numeric id (middle) and a copy of the page's first record
-                               (last): 3 more records than the page
+                               (last): 3 more records than the page (on a full page
+                               that is more than limit: the daemon refuses the page)
       nul                      200: the page plus 3 hostile, valid records (ids
                                call-00000000-0000-0000-0a0N): NUL in keys and values, a
                                "string_bytes" (1 MiB) string, "depth" (200) levels of
                                nesting; "nul_in_id": true adds a 4th with a NUL in its id.
-                               They exist only in that answer.
+                               They exist only in that answer (on a full page, more than
+                               limit: the daemon refuses the page).
   GET  /_control/faults   {"queue": [pending specs], "rate": {...} | null,
                            "injected": [{"seq", "kind", "source": "queue|rate", "spec",
                                          "status", "outcome"}, ...],
@@ -1328,8 +1332,11 @@ class Handler(BaseHTTPRequestHandler):
             # The snapshot, the log entry and the mutator's turn are one atomic step: a page
             # never shows the mutations its own request triggers, every later one does.
             if page is not None and (fault is None or fault["kind"] in PAGE_FAULTS):
-                n = entry["limit"] * (fault["factor"] if fault is not None and
-                                      fault["kind"] == "oversize" else 1)
+                n = entry["limit"]
+                if fault is not None and fault["kind"] == "oversize":
+                    n *= fault["factor"]
+                elif fault is not None and fault["kind"] in ("invalid_json", "huge"):
+                    n = max(0, n - 1)       # their extra record keeps the answer within limit
                 texts = store.page(cfg["order"], entry["offset"], n, page)
             if fault is None:
                 entry["status"] = 200 if page is not None else code
