@@ -7,10 +7,14 @@
 #include <string.h>
 
 #include "buf.h"
+#include "idset.h"
 
 struct anchor_page {
 	struct buf keys;          /* NUL-terminated keys, back to back */
 	size_t n;
+	size_t *off;              /* where key i starts in keys */
+	size_t off_cap;
+	struct idset index;       /* the keys, so a lookup is not a walk over the page */
 };
 
 struct anchor {
@@ -18,6 +22,29 @@ struct anchor {
 	unsigned head, used;
 	struct anchor_page reading;               /* the page being read */
 };
+
+static void
+page_init(struct anchor_page *p, size_t max_bytes)
+{
+	buf_init(&p->keys, max_bytes);
+	idset_init(&p->index);
+}
+
+static void
+page_free(struct anchor_page *p)
+{
+	buf_free(&p->keys);
+	idset_free(&p->index);
+	free(p->off);
+}
+
+static void
+page_clear(struct anchor_page *p)
+{
+	p->keys.len = 0;
+	p->n = 0;
+	idset_clear(&p->index);
+}
 
 struct anchor *
 anchor_new(size_t max_page_bytes)
@@ -27,8 +54,8 @@ anchor_new(size_t max_page_bytes)
 	if (a == NULL)
 		return NULL;
 	for (int i = 0; i < ANCHOR_PAGES; i++)
-		buf_init(&a->pages[i].keys, max_page_bytes);
-	buf_init(&a->reading.keys, max_page_bytes);
+		page_init(&a->pages[i], max_page_bytes);
+	page_init(&a->reading, max_page_bytes);
 	return a;
 }
 
@@ -38,21 +65,18 @@ anchor_free(struct anchor *a)
 	if (a == NULL)
 		return;
 	for (int i = 0; i < ANCHOR_PAGES; i++)
-		buf_free(&a->pages[i].keys);
-	buf_free(&a->reading.keys);
+		page_free(&a->pages[i]);
+	page_free(&a->reading);
 	free(a);
 }
 
 void
 anchor_reset(struct anchor *a)
 {
-	for (int i = 0; i < ANCHOR_PAGES; i++) {
-		a->pages[i].keys.len = 0;
-		a->pages[i].n = 0;
-	}
+	for (int i = 0; i < ANCHOR_PAGES; i++)
+		page_clear(&a->pages[i]);
 	a->head = a->used = 0;
-	a->reading.keys.len = 0;
-	a->reading.n = 0;
+	page_clear(&a->reading);
 }
 
 size_t
@@ -96,24 +120,13 @@ anchor_key(const struct record *rec, char *key)
 	}
 }
 
-static int
-page_has(const struct anchor_page *p, const char *key)
-{
-	const char *k = p->keys.data;
-
-	for (size_t i = 0; i < p->n; i++) {
-		if (strcmp(k, key) == 0)
-			return 1;
-		k += strlen(k) + 1;
-	}
-	return 0;
-}
-
 int
 anchor_has(const struct anchor *a, const char *key)
 {
+	size_t len = strlen(key);
+
 	for (unsigned i = 0; i < a->used; i++)
-		if (page_has(&a->pages[i], key))
+		if (idset_has(&a->pages[i].index, a->pages[i].keys.data, key, len))
 			return 1;
 	return 0;
 }
@@ -121,16 +134,31 @@ anchor_has(const struct anchor *a, const char *key)
 void
 anchor_page_begin(struct anchor *a)
 {
-	a->reading.keys.len = 0;
-	a->reading.n = 0;
+	page_clear(&a->reading);
 }
 
 void
 anchor_page_add(struct anchor *a, const char *key)
 {
+	struct anchor_page *p = &a->reading;
+	size_t len = strlen(key), mark = p->keys.len;
+
+	if (p->n == p->off_cap) {
+		size_t cap = p->off_cap ? p->off_cap * 2 : 128;
+		size_t *no = realloc(p->off, cap * sizeof *no);
+		if (no == NULL)
+			return;
+		p->off = no;
+		p->off_cap = cap;
+	}
 	/* cannot fail within the cap (a page's keys are shorter than its body) */
-	if (buf_append(&a->reading.keys, key, strlen(key) + 1) == 0)
-		a->reading.n++;
+	if (buf_append(&p->keys, key, len + 1) < 0)
+		return;
+	if (idset_add(&p->index, p->keys.data, mark, len) < 0) {
+		p->keys.len = mark;
+		return;
+	}
+	p->off[p->n++] = mark;
 }
 
 void
@@ -144,8 +172,7 @@ anchor_page_commit(struct anchor *a)
 	tmp = a->pages[a->head];
 	a->pages[a->head] = a->reading;
 	a->reading = tmp;
-	a->reading.keys.len = 0;
-	a->reading.n = 0;
+	page_clear(&a->reading);
 	a->head = (a->head + 1) % ANCHOR_PAGES;
 	if (a->used < ANCHOR_PAGES)
 		a->used++;
@@ -160,11 +187,7 @@ anchor_page_count(const struct anchor *a)
 const char *
 anchor_page_key(const struct anchor *a, size_t i)
 {
-	const char *k = a->reading.keys.data;
-
-	while (i-- > 0)
-		k += strlen(k) + 1;
-	return k;
+	return a->reading.keys.data + a->reading.off[i];
 }
 
 void

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "utf8.h"
+
 static enum log_level log_min = LOG_LEVEL_INFO;
 static int log_journal; /* stderr is the journal: it stamps time, we prefix <prio> */
 
@@ -86,29 +88,9 @@ LOG_FN(log_errx, LOG_LEVEL_ERROR, 0)
 void
 log_clean(char *s)
 {
-	unsigned char *p = (unsigned char *)s;
-
-	while (*p != '\0') {
-		size_t need = *p < 0x80 ? 1 : *p >= 0xC2 && *p <= 0xDF ? 2 :
-		    *p >= 0xE0 && *p <= 0xEF ? 3 : *p >= 0xF0 && *p <= 0xF4 ? 4 : 0;
-		size_t i;
-
-		if (need == 1) {
-			if (*p < 0x20 || *p == 0x7f)
-				*p = ' ';
-			p++;
-			continue;
-		}
-		for (i = 1; i < need && (p[i] & 0xC0) == 0x80; i++)
-			;
-		if (need == 0 || i < need) {
-			if (p[i < need ? i : 0] == '\0' && need > 0) {
-				*p = '\0'; /* a character cut by the end */
-				return;
-			}
-			*p++ = '?';
-			continue;
-		}
-		p += need;
-	}
+	/* '?' for bytes that are not UTF-8, in place: callers pass fixed buffers */
+	utf8_repair(s);
+	for (unsigned char *p = (unsigned char *)s; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			*p = ' ';
 }

@@ -22,8 +22,9 @@ void log_errx(const char *fmt, ...) LOG_PRINTF;
 
 /*
  * Makes text from outside (an API error body, a server message) fit for one
- * log line and a text column: control characters become spaces, invalid
- * UTF-8 bytes '?', and a character cut by the end is dropped.
+ * log line and a text column: control characters become spaces, bytes that
+ * are not strict UTF-8 (utf8.h: overlongs, surrogates, past U+10FFFF) '?',
+ * and a character cut by the end is dropped.
  */
 void log_clean(char *s);
 

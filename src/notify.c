@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "utf8.h"
 
 /*
  * The protocol is one datagram to a unix socket, so it is written here
@@ -40,6 +41,9 @@ notify_send(const char *fmt, ...)
 		return;
 	if ((size_t)n >= sizeof msg)
 		n = sizeof msg - 1;
+	/* STATUS may quote the API, and a %.Ns may cut a character: systemd wants UTF-8 */
+	utf8_repair(msg);
+	n = (int)strlen(msg);
 	memset(&sa, 0, sizeof sa);
 	sa.sun_family = AF_UNIX;
 	memcpy(sa.sun_path, path, plen);

@@ -10,6 +10,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "buf.h"
+#include "utf8.h"
 
 static const char *const field_names[FIELD_COUNT] = {
 	"id", "contact_id", "assistant_id", "call_type", "call_status", "duration_seconds",
@@ -29,6 +30,7 @@ struct parse {
 	parse_record_cb cb;
 	void *arg;
 	size_t max_record;
+	unsigned max_records;     /* calls a page may hold (the request's limit), 0 = any */
 	int depth;
 	int closed;               /* the page array has ended */
 	int failed;
@@ -111,42 +113,13 @@ parse_offset(const struct parse *p)
 }
 
 /*
- * Length of the valid UTF-8 sequence at s (1-4), or 0 when it is invalid or
+ * Length of the valid UTF-8 character at s (1-4), or 0 when it is invalid or
  * a NUL: PostgreSQL text and jsonb can hold neither.
  */
 static size_t
 utf8_valid_len(const unsigned char *s, size_t n)
 {
-	unsigned char c = s[0];
-	size_t len, i;
-	unsigned char lo = 0x80, hi = 0xBF;
-
-	if (c == 0)
-		return 0;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		len = 2;
-	else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F; /* no UTF-16 surrogates */
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else
-		return 0;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xBF)
-			return 0;
-	return len;
+	return s[0] == 0 ? 0 : utf8_char_len(s, n);
 }
 
 /* 3 when s starts with a UTF-16 surrogate encoded as UTF-8 (ED A0-BF 80-BF), else 1. */
@@ -200,14 +173,22 @@ parse_sanitize(struct parse *p, const unsigned char **s, size_t *len)
 	return 0;
 }
 
+/* Do raw and the kept values of the call, with more bytes, stay within the record cap? */
 static int
-parse_check_size(struct parse *p)
+parse_fits(struct parse *p, size_t more)
 {
 	const unsigned char *buf;
 	size_t len;
 
 	yajl_gen_get_buf(p->g, &buf, &len);
-	if (len + p->vals.len > p->max_record)
+	return len <= p->max_record && p->vals.len <= p->max_record - len &&
+	    more <= p->max_record - len - p->vals.len;
+}
+
+static int
+parse_check_size(struct parse *p)
+{
+	if (!parse_fits(p, 0))
 		return parse_fail(p, "call #%u of the page is larger than %zu bytes (at byte %zu)",
 		    p->count + 1, p->max_record, parse_offset(p));
 	return 1;
@@ -267,13 +248,19 @@ parse_keep(struct parse *p, enum json_type t, const char *s, size_t len)
 	if (p->depth != DEPTH_CALL || f < 0)
 		return 1;
 	p->cur_field = -1;
-	p->fv[f].type = t;
-	p->fv[f].off = p->vals.len;
-	p->fv[f].len = len;
-	if (p->vals.len + len > p->max_record)
-		return parse_check_size(p);
+	/*
+	 * The value is stored before the field may point at it: a field never
+	 * names bytes that are not there, whatever raw holds (it stops growing
+	 * past the nesting limit) and however much sanitizing grew the value.
+	 */
+	if (!parse_fits(p, len))
+		return parse_fail(p, "call #%u of the page is larger than %zu bytes (at byte %zu)",
+		    p->count + 1, p->max_record, parse_offset(p));
 	if (buf_append(&p->vals, s, len) < 0)
 		return parse_fail(p, "out of memory");
+	p->fv[f].type = t;
+	p->fv[f].off = p->vals.len - len;
+	p->fv[f].len = len;
 	return 1;
 }
 
@@ -395,9 +382,13 @@ cb_start_map(void *ctx)
 
 	if (p->depth == 0)
 		return parse_fail(p, "the body is a JSON object, not an array of calls");
-	if (p->depth == DEPTH_PAGE)
+	if (p->depth == DEPTH_PAGE) {
+		/* more calls than asked for: the API misbehaves; stop before the work grows */
+		if (p->max_records > 0 && p->count >= p->max_records)
+			return parse_fail(p, "the API returned more than %u calls for limit=%u",
+			    p->max_records, p->max_records);
 		parse_record_begin(p);
-	else if (p->depth == DEPTH_CALL && p->cur_field >= 0) {
+	} else if (p->depth == DEPTH_CALL && p->cur_field >= 0) {
 		p->fv[p->cur_field].type = JSON_OBJECT;
 		p->cur_field = -1;
 	}
@@ -507,6 +498,12 @@ parse_new(size_t max_record_bytes, parse_record_cb cb, void *arg)
 		return NULL;
 	}
 	return p;
+}
+
+void
+parse_set_max_records(struct parse *p, unsigned n)
+{
+	p->max_records = n;
 }
 
 /* Turn yajl's own message into one line with the byte offset. */

@@ -47,6 +47,12 @@ typedef int (*parse_record_cb)(void *arg, const struct record *rec);
 struct parse;
 
 struct parse *parse_new(size_t max_record_bytes, parse_record_cb cb, void *arg);
+/*
+ * A page holding more than n calls fails the parse as soon as call n + 1
+ * opens ("the API returned more than n calls for limit=n"); 0 = no cap.
+ * Kept across parse_reset.
+ */
+void parse_set_max_records(struct parse *p, unsigned n);
 /* Feed any slice of the body; chunk boundaries may fall anywhere. 0 or -1. */
 int parse_feed(struct parse *p, const void *buf, size_t len);
 /* The body has ended: 0 when it was one complete array, else -1. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "idset.h"
 #include "log.h"
 
 struct row_facts {
@@ -19,9 +20,12 @@ struct row_facts {
 struct rows {
 	struct buf copy;          /* COPY text of the batch */
 	struct buf ids;           /* NUL-terminated ids, back to back */
+	struct idset id_index;    /* the ids of the rows, for the duplicate check */
 	struct buf rejects;       /* reason NUL raw NUL id NUL (empty: none), per rejected record */
 	size_t nrejects;
 	struct buf reject_index;  /* unsigned, per rejected record: its index in the page */
+	size_t *reject_off;       /* where each kept reject starts in rejects */
+	size_t reject_cap;
 	struct row_facts *facts;
 	size_t n, facts_cap;
 	unsigned warnings, rejected;
@@ -37,6 +41,7 @@ rows_new(size_t max_bytes)
 		buf_init(&r->ids, max_bytes);
 		buf_init(&r->rejects, max_bytes);
 		buf_init(&r->reject_index, max_bytes);
+		idset_init(&r->id_index);
 	}
 	return r;
 }
@@ -48,6 +53,7 @@ rows_reset(struct rows *r)
 	r->reject_index.len = 0;
 	r->warnings = r->rejected = 0;
 	r->reject[0] = '\0';
+	idset_clear(&r->id_index);
 }
 
 void
@@ -59,6 +65,8 @@ rows_free(struct rows *r)
 	buf_free(&r->ids);
 	buf_free(&r->rejects);
 	buf_free(&r->reject_index);
+	idset_free(&r->id_index);
+	free(r->reject_off);
 	free(r->facts);
 	free(r);
 }
@@ -236,6 +244,23 @@ utf8_cut(const char *s, size_t len, size_t max)
 	return (int)max;
 }
 
+/* Room for one more reject offset: 0 or -1. */
+static int
+rows_reject_room(struct rows *r)
+{
+	size_t cap;
+	size_t *no;
+
+	if (r->nrejects < r->reject_cap)
+		return 0;
+	cap = r->reject_cap ? r->reject_cap * 2 : 16;
+	if ((no = realloc(r->reject_off, cap * sizeof *no)) == NULL)
+		return -1;
+	r->reject_off = no;
+	r->reject_cap = cap;
+	return 0;
+}
+
 /* Keeps the record for vozagent.rejects; returns 1 (rejected) or -1 (batch full). */
 static int
 rows_reject(struct rows *r, const struct record *rec, const char *fmt, ...)
@@ -258,12 +283,13 @@ rows_reject(struct rows *r, const struct record *rec, const char *fmt, ...)
 	    buf_append(&r->rejects, rec->raw, rec->raw_len) < 0 ||
 	    buf_append(&r->rejects, "", 1) < 0 ||
 	    buf_append(&r->rejects, has_id ? id->text : "", has_id ? id->len : 0) < 0 ||
-	    buf_append(&r->rejects, "", 1) < 0 ||
+	    buf_append(&r->rejects, "", 1) < 0 || rows_reject_room(r) < 0 ||
 	    buf_append(&r->reject_index, &rec->index, sizeof rec->index) < 0) {
 		r->rejects.len = mark;
 		r->reject_index.len = r->nrejects * sizeof rec->index;
 		return -1;
 	}
+	r->reject_off[r->nrejects] = mark;
 	r->nrejects++;
 	r->rejected++;
 	return 1;
@@ -285,12 +311,8 @@ rows_add(struct rows *r, const struct record *rec)
 	snprintf(id, sizeof id, "%.*s", utf8_cut(idv->text, idv->len, 100), idv->text);
 	if (rec->error != NULL)
 		return rows_reject(r, rec, "call %s cannot be stored: %s", id, rec->error);
-	for (size_t i = 0; i < r->n; i++) {
-		if (strlen(rows_id_of(r, i)) == idv->len &&
-		    memcmp(rows_id_of(r, i), idv->text, idv->len) == 0)
-			return rows_reject(r, rec, "call #%u of the page repeats id %s",
-			    rec->index + 1, id);
-	}
+	if (idset_has(&r->id_index, r->ids.data, idv->text, idv->len))
+		return rows_reject(r, rec, "call #%u of the page repeats id %s", rec->index + 1, id);
 	if (r->n == r->facts_cap) {
 		size_t cap = r->facts_cap ? r->facts_cap * 2 : 128;
 		struct row_facts *nf = realloc(r->facts, cap * sizeof *nf);
@@ -353,7 +375,8 @@ rows_add(struct rows *r, const struct record *rec)
 		if (copy_field(r, out, outlen, 0) < 0)
 			goto full;
 	}
-	if (copy_field(r, rec->raw, rec->raw_len, 1) < 0)
+	if (copy_field(r, rec->raw, rec->raw_len, 1) < 0 ||
+	    idset_add(&r->id_index, r->ids.data, fx->id_off, idv->len) < 0)
 		goto full;
 	fx->started_at = started;
 	fx->in_progress = rec->f[FIELD_CALL_STATUS].type == JSON_STRING &&
@@ -385,11 +408,8 @@ void
 rows_reject_at(const struct rows *r, size_t i, const char **reason, const char **raw,
     const char **id)
 {
-	const char *p = r->rejects.data;
+	const char *p = r->rejects.data + r->reject_off[i];
 
-	for (; i > 0; i--)
-		for (int k = 0; k < 3; k++)
-			p += strlen(p) + 1;
 	*reason = p;
 	*raw = p + strlen(p) + 1;
 	*id = *raw + strlen(*raw) + 1;

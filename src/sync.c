@@ -351,6 +351,7 @@ static int
 sync_fetch_now(struct sync *s)
 {
 	parse_reset(s->parse);
+	parse_set_max_records(s->parse, (unsigned)s->cfg->page_size);
 	rows_reset(s->rows);
 	anchor_page_begin(s->anchor);
 	s->page = s->obs;

@@ -853,8 +853,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* 1 = byte by byte, as a slow network may deliver it */
 	static const size_t chunks[] = { 1, 2, 3, 7, 16, 64, 500, 4096 };
-	/* sync.c uses 1 MiB; smaller caps are reached by inputs of -max_len */
-	static const size_t max_records[] = { 64 << 10, 1 << 20, 1 << 10, 64 << 10 };
+	/*
+	 * sync.c uses 1 MiB; smaller caps are reached by inputs of -max_len. 256 B
+	 * is just past what nesting beyond yajl's depth limit takes, so a value
+	 * that sanitizing triples after it can overrun the cap.
+	 */
+	static const size_t max_records[] = { 64 << 10, 1 << 20, 1 << 10, 256 };
 	static const size_t batch_caps[] = { 4 << 10, 64 << 10, 512, 1 << 20 };
 	/* a call cut off inside a nested value, with a string to sanitize */
 	static const char dirty[] = "[{\"id\":\"x\",\"call_status\":[{\"a\\u0000\":\"\\udc00";
@@ -863,6 +867,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t max_record = max_records[last & 3];
 	size_t batch_cap = batch_caps[(last >> 2) & 3];
 	int flush = (last >> 4) & 1;
+	/* the request's limit: 0 = none, as in the pages the corpus holds */
+	static const unsigned limits[] = { 0, 0, 0, 2 };
+	unsigned limit = limits[(last >> 5) & 3];
 	struct run a, b, junk, *cur;
 	struct result ra, rb;
 	struct parse *p;
@@ -873,6 +880,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p = parse_new(max_record, cb_record, &cur);
 	if (p == NULL)
 		abort();
+	parse_set_max_records(p, limit);
 	cur = &a;
 	run_parse(p, &a, data, size, chunk, &ra);
 
@@ -896,6 +904,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    chunk, ra.err, rb.err);
 	CHECK(ra.records == rb.records, "chunks of %zu: %u records; one piece after reset: %u",
 	    chunk, ra.records, rb.records);
+	CHECK(limit == 0 || ra.records <= limit, "%u records delivered for limit=%u", ra.records,
+	    limit);
 	CHECK(out_eq(&a.log, &b.log), "chunks of %zu and one piece typed records differently",
 	    chunk);
 	CHECK(out_eq(&a.copy, &b.copy), "chunks of %zu and one piece made different COPY text",

@@ -665,16 +665,32 @@ def test_faults():
         code, body = s.get("/v1/calls?limit=30")
         check(code == 200 and body == [1, 2, 3], "not_objects: %s" % body)
 
-        # huge: a valid array larger than the limit, streamed.
+        # huge: a valid array larger than the limit, streamed, within limit calls.
         for spec in ({"kind": "huge", "bytes": 3000000},
                      {"kind": "huge", "bytes": 2000000, "transfer": "chunked"}):
             q(spec)
             code, text, r = s.req("GET", "/v1/calls?limit=30")
             page = json.loads(text)
-            check(code == 200 and len(text.encode()) > spec["bytes"] and len(page) == 31 and
-                  json.dumps(page[:30]) == json.dumps(json.loads(normal)) and
+            check(code == 200 and len(text.encode()) > spec["bytes"] and len(page) == 30 and
+                  json.dumps(page[:29]) == json.dumps(json.loads(normal)[:29]) and
                   len(page[-1]["padding"]) > spec["bytes"] - 20000,
                   "huge %s: %d bytes" % (spec, len(text)))
+
+        # oversize: factor x limit calls from offset, as the list holds them.
+        q({"kind": "oversize", "factor": 3})
+        code, text, _ = s.req("GET", "/v1/calls?limit=10")
+        page = json.loads(text)
+        check(code == 200 and json.dumps(page) == json.dumps(json.loads(normal)),
+              "oversize: %d calls for limit=10" % len(page))
+
+        # body_hex: a status fault's body exactly as given, UTF-8 or not.
+        q({"kind": "503", "body_hex": "6275737920eda080"})
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+        c.request("GET", "/v1/calls?limit=30", headers={"Authorization": "Bearer " + TOKEN})
+        r = c.getresponse()
+        raw = r.read()
+        c.close()
+        check(r.status == 503 and raw == b"busy \xed\xa0\x80", "body_hex: %r" % raw)
 
         # bad_records: the page plus a record without id, a numeric id and a duplicate.
         q("bad_records")

@@ -118,6 +118,10 @@ Fault injection (issue 4)
     report. Kinds and their parameters (defaults):
       400 401 403 500 503      JSON {"error", "message"} body ("message" to override;
                                503 takes "retry_after" too, default none)
+      (every status kind)      "body_hex": the body as hex, sent as it is (text/plain):
+                               bytes that are not UTF-8, for instance
+      oversize                 200: "factor" (3) times limit records from offset (as many
+                               as the list holds), as an API that ignores limit would
       429                      JSON body, Retry-After: retry_after ("1"; seconds or an
                                HTTP-date string; null = no header)
       502 504                  an HTML proxy error page
@@ -132,19 +136,24 @@ Fault injection (issue 4)
                                (FIN, or RST with "rst": true)
       html                     200 text/html error page
       json_error               200 {"error": "internal"}
-      invalid_json             200: the page's records, then a broken record and no "]"
+      invalid_json             200: the page's records (limit - 1 at most), then a broken
+                               record and no "]"
       not_objects              200 [1, 2, 3]
       huge                     200: a valid array bigger than "bytes" (64 MiB): the page
-                               plus a record with a huge "padding" string, generated as sent
+                               (limit - 1 records at most) plus a record with a huge
+                               "padding" string, generated as sent
       bad_records              200: the page plus a record without id (first), one with a
                                numeric id (middle) and a copy of the page's first record
-                               (last): 3 more records than the page; "tag" (null): a
-                               string put in the first two as "tag", to vary their content
+                               (last): 3 more records than the page (on a full page
+                               that is more than limit: the daemon refuses the page);
+                               "tag" (null): a string put in the first two as "tag", to
+                               vary their content
       nul                      200: the page plus 3 hostile, valid records (ids
                                call-00000000-0000-0000-0a0N): NUL in keys and values, a
                                "string_bytes" (1 MiB) string, "depth" (200) levels of
                                nesting; "nul_in_id": true adds a 4th with a NUL in its id.
-                               They exist only in that answer.
+                               They exist only in that answer (on a full page, more than
+                               limit: the daemon refuses the page).
   GET  /_control/faults   {"queue": [pending specs], "rate": {...} | null,
                            "injected": [{"seq", "kind", "source": "queue|rate", "spec",
                                          "status", "outcome"}, ...],
@@ -947,14 +956,14 @@ class Mutator:
 STATUS_FAULTS = {"400": 400, "401": 401, "403": 403, "429": 429, "500": 500, "502": 502,
                  "503": 503, "504": 504}
 BODY_FAULTS = ("html", "json_error", "invalid_json", "not_objects", "huge", "bad_records",
-               "nul")
+               "nul", "oversize")
 WIRE_FAULTS = ("reset", "hang", "slow", "cut")
 FAULT_KINDS = tuple(STATUS_FAULTS) + WIRE_FAULTS + BODY_FAULTS
 # The faults a retry gets past: the default "kinds" of a random fault rate.
 DEFAULT_RANDOM_FAULTS = ("429", "500", "502", "503", "504", "reset", "cut", "html",
                          "json_error", "invalid_json", "not_objects")
 # Fault kinds whose answer carries (part of) the real page.
-PAGE_FAULTS = ("slow", "cut", "huge", "bad_records", "nul", "invalid_json")
+PAGE_FAULTS = ("slow", "cut", "huge", "bad_records", "nul", "invalid_json", "oversize")
 
 # Parameters of each fault kind: name -> (default, check).
 _pos_int = (lambda v: _is_int(v) and v >= 1)
@@ -971,6 +980,7 @@ FAULT_PARAMS = {
     "huge": {"bytes": (64 << 20, _pos_int),
              "transfer": (None, lambda v: v in (None, "length", "chunked"))},
     "bad_records": {"tag": (None, lambda v: v is None or isinstance(v, str))},
+    "oversize": {"factor": (3, lambda v: _is_int(v) and 2 <= v <= 1000)},
     "nul": {"string_bytes": (1 << 20, _pos_int),
             "depth": (200, lambda v: _is_int(v) and 1 <= v <= 100000),
             "nul_in_id": (False, lambda v: isinstance(v, bool))},
@@ -978,6 +988,14 @@ FAULT_PARAMS = {
 for _k in STATUS_FAULTS:
     FAULT_PARAMS.setdefault(_k, {})
     FAULT_PARAMS[_k]["message"] = (None, lambda v: v is None or isinstance(v, str))
+    FAULT_PARAMS[_k]["body_hex"] = (None, lambda v: v is None or _is_hex(v))
+
+
+def _is_hex(v):
+    try:
+        return isinstance(v, str) and bytes.fromhex(v) is not None
+    except ValueError:
+        return False
 
 
 def norm_fault(x):
@@ -1317,7 +1335,12 @@ class Handler(BaseHTTPRequestHandler):
             # The snapshot, the log entry and the mutator's turn are one atomic step: a page
             # never shows the mutations its own request triggers, every later one does.
             if page is not None and (fault is None or fault["kind"] in PAGE_FAULTS):
-                texts = store.page(cfg["order"], entry["offset"], entry["limit"], page)
+                n = entry["limit"]
+                if fault is not None and fault["kind"] == "oversize":
+                    n *= fault["factor"]
+                elif fault is not None and fault["kind"] in ("invalid_json", "huge"):
+                    n = max(0, n - 1)       # their extra record keeps the answer within limit
+                texts = store.page(cfg["order"], entry["offset"], n, page)
             if fault is None:
                 entry["status"] = 200 if page is not None else code
                 entry["returned"] = len(texts) if texts is not None else None
@@ -1373,6 +1396,10 @@ class Handler(BaseHTTPRequestHandler):
             out = self._huge(texts, spec, cfg)
         elif kind == "bad_records":
             out = self._bad_records(texts, cfg, spec["tag"])
+        elif kind == "oversize":
+            self._stream(["[\n"] + [("" if i == 0 else ",\n") + t for i, t in enumerate(texts)]
+                         + ["\n]\n"], cfg)
+            out = "%d records for limit=%d" % (len(texts), entry["limit"])
         elif kind == "nul":
             store = self.sim.store
             with store.lock:
@@ -1393,6 +1420,10 @@ class Handler(BaseHTTPRequestHandler):
             headers.append(("Retry-After", str(spec["retry_after"])))
         if kind == "401":
             headers.append(("WWW-Authenticate", 'Bearer realm="vozagent"'))
+        if spec.get("body_hex") is not None:     # any bytes, valid UTF-8 or not
+            self._send(code, bytes.fromhex(spec["body_hex"]), ctype="text/plain",
+                       headers=headers)
+            return None
         if kind in ("502", "504"):          # a proxy in front of the API answers these
             title = {"502": "502 Bad Gateway", "504": "504 Gateway Time-out"}[kind]
             self._send(code, HTML_ERROR.replace("502 Bad Gateway", title),

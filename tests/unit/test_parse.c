@@ -585,6 +585,150 @@ test_field_names(void)
 	ASSERT_EQ_STR(parse_field_name(FIELD_COUNT), "?");
 }
 
+/* Reads every byte a record's fields name, so ASan or valgrind sees any that is not there. */
+struct touch {
+	unsigned calls;
+	size_t bytes;
+	unsigned sum;
+};
+
+static int
+cb_touch(void *arg, const struct record *rec)
+{
+	struct touch *t = arg;
+
+	t->calls++;
+	for (int f = 0; f < FIELD_COUNT; f++) {
+		const struct field_value *v = &rec->f[f];
+		for (size_t i = 0; v->text != NULL && i < v->len; i++)
+			t->sum += (unsigned char)v->text[i];
+		t->bytes += v->len;
+	}
+	for (size_t i = 0; i < rec->raw_len; i++)
+		t->sum += (unsigned char)rec->raw[i];
+	return 0;
+}
+
+/*
+ * A call nested past the re-encoder's limit stops growing raw; a string of
+ * invalid bytes then triples when sanitized. The id must not be kept as
+ * pointing past what was stored: the call is over the cap, and says so.
+ */
+static void
+test_sanitized_value_past_depth_limit(void)
+{
+	const size_t cap = 4096, nff = 3000, depth = 200;
+	char *body = malloc(nff + 2 * depth + 128);
+	struct touch t = { 0 };
+	struct parse *p;
+	size_t n = 0;
+	int rc;
+
+	ASSERT_TRUE(body != NULL);
+	n += (size_t)sprintf(body + n, "[{\"contact_id\":\"x\",\"a\":");
+	memset(body + n, '[', depth);
+	n += depth;
+	memset(body + n, ']', depth);
+	n += depth;
+	n += (size_t)sprintf(body + n, ",\"id\":\"");
+	memset(body + n, 0xFF, nff);
+	n += nff;
+	n += (size_t)sprintf(body + n, "\"}]");
+	p = parse_new(cap, cb_touch, &t);
+	ASSERT_TRUE(p != NULL);
+	rc = parse_feed(p, body, n);
+	if (rc == 0)
+		rc = parse_finish(p);
+	free(body);
+	ASSERT_EQ_INT(rc, -1);
+	ASSERT_EQ_UINT(t.calls, 0);
+	ASSERT_CONTAINS(parse_errmsg(p), "call #1 of the page is larger than 4096 bytes");
+	parse_free(p);
+}
+
+/* The same, one level shallower than the limit and with a small string: kept whole. */
+static void
+test_sanitized_value_within_cap(void)
+{
+	const size_t depth = 200;
+	char body[1024];
+	struct touch t = { 0 };
+	struct parse *p;
+	size_t n = 0;
+
+	n += (size_t)sprintf(body + n, "[{\"contact_id\":\"x\",\"a\":");
+	memset(body + n, '[', depth);
+	n += depth;
+	memset(body + n, ']', depth);
+	n += depth;
+	n += (size_t)sprintf(body + n, ",\"id\":\"\xFF\xFF\"}]");
+	p = parse_new(4096, cb_touch, &t);
+	ASSERT_TRUE(p != NULL);
+	ASSERT_EQ_INT(parse_feed(p, body, n), 0);
+	ASSERT_EQ_INT(parse_finish(p), 0);
+	ASSERT_EQ_UINT(t.calls, 1);
+	/* "x", and two U+FFFD */
+	ASSERT_EQ_UINT(t.bytes, 1 + 6);
+	parse_free(p);
+}
+
+/* Builds a page of n calls. */
+static char *
+page_of(unsigned n, size_t *len)
+{
+	char *page = malloc((size_t)n * 32 + 16);
+	size_t k = 0;
+
+	if (page == NULL)
+		return NULL;
+	page[k++] = '[';
+	for (unsigned i = 0; i < n; i++)
+		k += (size_t)sprintf(page + k, "%s{\"id\":\"c%07u\"}", i ? "," : "", i);
+	page[k++] = ']';
+	*len = k;
+	return page;
+}
+
+/* More calls than the request's limit: the parse fails at call limit + 1, not at the end. */
+static void
+test_more_calls_than_limit(void)
+{
+	struct touch t = { 0 };
+	struct parse *p;
+	size_t len;
+	char *page = page_of(40000, &len);
+
+	ASSERT_TRUE(page != NULL);
+	p = parse_new(1 << 20, cb_touch, &t);
+	ASSERT_TRUE(p != NULL);
+	parse_set_max_records(p, 100);
+	ASSERT_EQ_INT(parse_feed(p, page, len), -1);
+	ASSERT_EQ_STR(parse_errmsg(p), "the API returned more than 100 calls for limit=100");
+	ASSERT_EQ_UINT(t.calls, 100);
+	ASSERT_EQ_UINT(parse_records(p), 100);
+
+	/* the cap stays across a reset; exactly limit calls is a good page */
+	parse_reset(p);
+	free(page);
+	page = page_of(100, &len);
+	ASSERT_TRUE(page != NULL);
+	ASSERT_EQ_INT(parse_feed(p, page, len), 0);
+	ASSERT_EQ_INT(parse_finish(p), 0);
+	ASSERT_EQ_UINT(parse_records(p), 100);
+
+	/* 0: no cap */
+	parse_reset(p);
+	parse_set_max_records(p, 0);
+	free(page);
+	page = page_of(40000, &len);
+	ASSERT_TRUE(page != NULL);
+	ASSERT_EQ_INT(parse_feed(p, page, len), 0);
+	ASSERT_EQ_INT(parse_finish(p), 0);
+	ASSERT_EQ_UINT(parse_records(p), 40000);
+	free(page);
+	parse_free(p);
+}
+
 static const struct test_case tests[] = {
 	TEST(test_golden_cases),
 	TEST(test_reset_between_pages),
@@ -594,6 +738,9 @@ static const struct test_case tests[] = {
 	TEST(test_reset_after_error),
 	TEST(test_cap_is_per_record),
 	TEST(test_field_names),
+	TEST(test_sanitized_value_past_depth_limit),
+	TEST(test_sanitized_value_within_cap),
+	TEST(test_more_calls_than_limit),
 };
 
 /* Writes <case>.gold from the whole-body run of each case (all, or those named). */

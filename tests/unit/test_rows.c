@@ -947,6 +947,60 @@ test_many_rows(void)
 	}
 }
 
+/* The duplicate check holds on many ids: each first one goes in, each repeat is rejected. */
+static void
+test_duplicate_check_many_ids(void)
+{
+	enum { N = 100000 };
+	char id[32], raw[64];
+	const char *reason, *kept_raw, *kept_id;
+
+	rows_free(R);
+	R = rows_new((size_t)64 << 20);
+	ASSERT_TRUE(R != NULL);
+	for (int pass = 0; pass < 2; pass++) {
+		for (unsigned i = 0; i < N; i++) {
+			snprintf(id, sizeof id, "call-%07u", i);
+			snprintf(raw, sizeof raw, "{\"id\":\"%s\",\"pass\":%d}", id, pass);
+			hand_record(id, raw);
+			hrec.index = pass * N + i;
+			ASSERT_EQ_INT(rows_add(R, &hrec), pass);
+		}
+	}
+	ASSERT_EQ_UINT(rows_count(R), N);
+	ASSERT_EQ_UINT(rows_rejected(R), N);
+	ASSERT_EQ_UINT(rows_rejects(R), N);
+	for (size_t i = 0; i < N; i += 997) {
+		snprintf(id, sizeof id, "call-%07zu", i);
+		ASSERT_EQ_STR(rows_id(R, i), id);
+		rows_reject_at(R, i, &reason, &kept_raw, &kept_id);
+		ASSERT_EQ_STR(kept_id, id);
+		ASSERT_CONTAINS(reason, "repeats id");
+		ASSERT_CONTAINS(kept_raw, "\"pass\":1");
+	}
+}
+
+/* A row refused for the cap is not remembered: added again, it is not a duplicate. */
+static void
+test_refused_row_is_no_duplicate(void)
+{
+	static char big[2048];
+
+	rows_free(R);
+	R = rows_new(1024);
+	ASSERT_TRUE(R != NULL);
+	memset(big, 'x', sizeof big - 1);
+	memcpy(big, "{\"id\":\"r1\",\"pad\":\"", 17);
+	memcpy(big + sizeof big - 3, "\"}", 2);
+	hand_record("r1", big);
+	ASSERT_EQ_INT(rows_add(R, &hrec), -1);
+	hand_record("r1", "{\"id\":\"r1\"}");
+	ASSERT_EQ_INT(rows_add(R, &hrec), 0);
+	ASSERT_EQ_INT(rows_add(R, &hrec), 1);
+	rows_reset(R);
+	ASSERT_EQ_INT(rows_add(R, &hrec), 0);
+}
+
 static const struct test_case tests[] = {
 	TEST(test_copy_exact_bytes),
 	TEST(test_copy_escaping_round_trip),
@@ -971,6 +1025,8 @@ static const struct test_case tests[] = {
 	TEST(test_id_rejected),
 	TEST(test_id_with_nul_rejected),
 	TEST(test_duplicate_id_rejected),
+	TEST(test_duplicate_check_many_ids),
+	TEST(test_refused_row_is_no_duplicate),
 	TEST(test_row_facts),
 	TEST(test_cap_leaves_batch_unchanged),
 	TEST(test_cap_single_row_too_large),
