@@ -37,8 +37,14 @@ Control interface (no auth, JSON in and out; errors are 400 {"error": ...})
                                   "delay_ms": N (sleep before each /v1/calls answer),
                                   "chunk_delay_ms": N (sleep between body pieces),
                                   "write_size": N (bytes per body piece),
-                                  "transfer": "length|chunked", "token": "..."}
+                                  "transfer": "length|chunked", "token": "...",
+                                  "repeat_last_page": true|false}
                                   -> {"config": {...}}
+                                  repeat_last_page: a misbehaving API (or a cache in front
+                                  of it): a page that would be short - any offset near or
+                                  past the end - answers with the last full page of the list
+                                  instead, so no page is ever short (lists shorter than the
+                                  limit are served whole)
   GET  /_control/requests         -> {"requests": [{"seq", "time", "method", "path",
                                   "params", "limit", "offset", "status", "returned",
                                   "auth", "client", "fault", "fault_source", "fault_spec",
@@ -568,8 +574,9 @@ class CallStore:
 
     # -- public --
 
-    def page(self, order, offset, limit, filters):
-        """Texts of one page of the (filtered) list in API order."""
+    def page(self, order, offset, limit, filters, repeat_last=False):
+        """Texts of one page of the (filtered) list in API order; repeat_last: a page that
+        would be short is the last full page instead."""
         with self.lock:
             seq = self.entries if order == "oldest_first" else reversed(self.entries)
             if filters:
@@ -577,6 +584,8 @@ class CallStore:
                        all(e.obj.get(k) == v for k, v in filters.items())]
             else:
                 seq = list(seq)
+            if repeat_last and offset + limit > len(seq):
+                offset = max(0, len(seq) - limit)
             return [e.text for e in seq[offset:offset + limit]]
 
     def all_texts(self, order):
@@ -1123,7 +1132,8 @@ class Sim:
         self.faults = Faults()
         self.cfg_lock = threading.Lock()
         self.config = {"order": args.order, "delay_ms": 0, "chunk_delay_ms": 0,
-                       "write_size": 4096, "transfer": "length", "token": args.token}
+                       "write_size": 4096, "transfer": "length", "token": args.token,
+                       "repeat_last_page": False}
         self.log_lock = threading.Lock()
         self.requests = []
         self.seq = 0
@@ -1141,6 +1151,7 @@ class Sim:
             "write_size": lambda v: _is_int(v) and 1 <= v <= 1 << 24,
             "transfer": lambda v: v in ("length", "chunked"),
             "token": lambda v: isinstance(v, str) and v != "",
+            "repeat_last_page": lambda v: isinstance(v, bool),
         }
         for k, v in body.items():
             if k not in checks:
@@ -1315,7 +1326,8 @@ class Handler(BaseHTTPRequestHandler):
             # The snapshot, the log entry and the mutator's turn are one atomic step: a page
             # never shows the mutations its own request triggers, every later one does.
             if page is not None and (fault is None or fault["kind"] in PAGE_FAULTS):
-                texts = store.page(cfg["order"], entry["offset"], entry["limit"], page)
+                texts = store.page(cfg["order"], entry["offset"], entry["limit"], page,
+                                   cfg["repeat_last_page"])
             if fault is None:
                 entry["status"] = 200 if page is not None else code
                 entry["returned"] = len(texts) if texts is not None else None
