@@ -39,8 +39,13 @@ def storm(order, seed):
         killed = 0
         for i in range(KILLS):
             cmd = rng.choice(("backfill", "backfill", "once"))
+            nreq = c.sim.state()["requests"]
             p = c.spawn(cmd)
-            time.sleep(rng.uniform(0.05, 1.0))
+            # the random moment is counted from its first request, so a slow start (a
+            # sanitizer, a loaded machine) does not make every kill land before any page
+            c.wait_for("the first request of %s" % cmd, lambda: p.poll() is not None or
+                       c.sim.state()["requests"] > nreq, timeout=30, interval=0.02)
+            time.sleep(rng.uniform(0.0, 1.0))
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
                 killed += 1
