@@ -18,6 +18,7 @@
 
 enum key_type {
 	KEY_STRING, KEY_DURATION, KEY_PAGE_SIZE, KEY_ORDER, KEY_LOG_LEVEL, KEY_URL, KEY_SIZE,
+	KEY_FRACTION,
 	KEY_TOKEN, /* api_token and api_token_file: resolved together by token_resolve() */
 	KEY_RETENTION, /* a duration, or "forever" (0) */
 };
@@ -43,6 +44,7 @@ static const struct key_def keys[] = {
 	{ "full_resync_interval", KEY_DURATION, OFF(full_resync_ms), "24h" },
 	{ "history_retention", KEY_RETENTION, OFF(history_retention_ms), "90d" },
 	{ "max_body_size", KEY_SIZE, OFF(max_body_bytes), "64M" },
+	{ "max_delete_fraction", KEY_FRACTION, OFF(max_delete_fraction), "10%" },
 	{ "order", KEY_ORDER, OFF(order), "auto" },
 	{ "status", KEY_STRING, OFF(filter_status), NULL },
 	{ "assistant_id", KEY_STRING, OFF(filter_assistant_id), NULL },
@@ -162,6 +164,28 @@ config_parse_size(const char *s, uint64_t *bytes)
 		{ "G", 1024 * 1024 * 1024 },
 	};
 	return parse_with_unit(s, units, sizeof units / sizeof units[0], UINT64_MAX, bytes);
+}
+
+int
+config_parse_fraction(const char *s, double *fraction)
+{
+	char *end;
+	double v;
+
+	if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || v != v)
+		return -1;
+	if (*end == '%') {
+		v /= 100;
+		end++;
+	}
+	if (*end != '\0' || v < 0 || v > 1)
+		return -1;
+	*fraction = v;
+	return 0;
 }
 
 int
@@ -463,6 +487,11 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 		if (config_parse_size(v, (uint64_t *)dst) < 0)
 			loader_error(ld, "%s: %s: '%s' is not a size (use e.g. 65536, 512k, 64M, 1G)",
 			    where, k->name, v);
+		break;
+	case KEY_FRACTION:
+		if (config_parse_fraction(v, (double *)dst) < 0)
+			loader_error(ld, "%s: %s: '%s' is not a fraction from 0 to 1 (use e.g. 10%% or "
+			    "0.1; 100%% allows any)", where, k->name, v);
 		break;
 	case KEY_PAGE_SIZE: {
 		char *end;

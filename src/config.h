@@ -25,6 +25,7 @@ struct config {
 	uint64_t history_retention_ms; /* sync_runs and rejects older than this go; 0 = keep */
 	int page_size;
 	uint64_t max_body_bytes;     /* a longer response body fails its page */
+	double max_delete_fraction;  /* of a source's live calls one backfill may mark, 0..1 */
 	enum config_order order;
 	char *filter_status;      /* API filters; NULL = unset */
 	char *filter_assistant_id;
@@ -47,6 +48,8 @@ void config_free(struct config *cfg);
 int config_parse_duration(const char *s, uint64_t *ms);
 /* "65536", "512k", "64M", "1G" (binary units) -> bytes. 0 or -1. */
 int config_parse_size(const char *s, uint64_t *bytes);
+/* "10%" or "0.1" -> 0.1; a fraction from 0 to 1 (100%). 0 or -1. */
+int config_parse_fraction(const char *s, double *fraction);
 /* True when any API filter is set: a 400 from the API then points at them. */
 int config_has_filters(const struct config *cfg);
 

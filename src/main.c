@@ -21,6 +21,7 @@
 enum {
 	EXIT_OK = 0,
 	EXIT_USAGE = 64,
+	EXIT_DATAERR = 65,       /* a backfill refused to mark most of the mirror deleted */
 	EXIT_UNAVAILABLE = 69,   /* PostgreSQL unreachable or unusable */
 	EXIT_SOFTWARE = 70,
 	EXIT_TEMPFAIL = 75,      /* the API failed, or the pass was interrupted: try again */
@@ -39,6 +40,7 @@ struct app {
 	int ready;           /* connected, migrated, and the source is ours */
 	int lock_busy_logged;
 	int64_t pruned_at;   /* monotonic seconds of the last pruning; 0 = not yet */
+	int allow_mass_delete;   /* backfill --allow-mass-delete */
 };
 
 /* `run` prunes the history at most this often; once and backfill once each. */
@@ -63,6 +65,8 @@ usage(FILE *out)
 	    "options:\n"
 	    "  -c, --config FILE  configuration file (default %s when it exists)\n"
 	    "  -n, --check        check the configuration (for COMMAND, default run) and exit\n"
+	    "      --allow-mass-delete\n"
+	    "                     backfill only: mark calls deleted even beyond max_delete_fraction\n"
 	    "  -h, --help         show this help\n"
 	    "  -V, --version      show the version\n"
 	    "\n"
@@ -174,6 +178,8 @@ exit_code(const struct app *a, const struct sched_outcome *o)
 	case SYNC_ERR_API:
 	case SYNC_ERR_STORE:
 		return EXIT_TEMPFAIL;
+	case SYNC_ERR_REFUSED:
+		return EXIT_DATAERR;
 	}
 	return EXIT_SOFTWARE;
 }
@@ -205,6 +211,8 @@ run_loop(struct app *a)
 		return EXIT_SOFTWARE;
 	}
 	sync = sync_new(&loop, &a->cfg, fetch, a->store);
+	if (sync != NULL)
+		sync_set_mass_delete(sync, a->allow_mass_delete);
 	sched = sync != NULL ? sched_new(&loop, sync, a->cfg.poll_interval_ms, cb_prepare, a) : NULL;
 	if (sched == NULL || sched_start(sched, a->cmd == CMD_RUN ? SCHED_DAEMON :
 	    a->cmd == CMD_BACKFILL ? SCHED_BACKFILL : SCHED_ONCE) < 0) {
@@ -238,6 +246,7 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "check", no_argument, NULL, 'n' },
+		{ "allow-mass-delete", no_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *cmdname;
@@ -256,6 +265,9 @@ main(int argc, char **argv)
 			return EXIT_OK;
 		case 'n':
 			check_only = 1;
+			break;
+		case 'D':
+			a.allow_mass_delete = 1;
 			break;
 		case 'V':
 			printf("vozagent-sync %s\n", VOZAGENT_VERSION);
@@ -281,6 +293,12 @@ main(int argc, char **argv)
 	}
 	if (!found) {
 		fprintf(stderr, "vozagent-sync: unknown command '%s'\n", cmdname);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	/* a standing permission would defeat the check: one confirmed backfill at a time */
+	if (a.allow_mass_delete && a.cmd != CMD_BACKFILL) {
+		fprintf(stderr, "vozagent-sync: --allow-mass-delete is only valid with backfill\n");
 		usage(stderr);
 		return EXIT_USAGE;
 	}

@@ -45,6 +45,8 @@ enum stmt_id {
 	STMT_SEEN_CLEAR,
 	STMT_REJECT_ADD,
 	STMT_SEEN_ADD,
+	STMT_SEEN_STAGE,
+	STMT_BACKFILL_UNSEEN,
 	STMT_PING,
 	STMT_NEWEST_MIRRORED,
 	STMT_STATUS_SOURCES,
@@ -70,13 +72,17 @@ static const struct {
 	    " (extract(epoch FROM newest_started_at) * 1000000)::bigint,"
 	    " (extract(epoch FROM window_base_at) * 1000000)::bigint,"
 	    " window_offset, backfill_offset, backfill_run_id,"
-	    " (extract(epoch FROM last_backfill_at) * 1000000)::bigint"
+	    " (extract(epoch FROM last_backfill_at) * 1000000)::bigint,"
+	    " backfill_wrap_to, (extract(epoch FROM backfill_refused_at) * 1000000)::bigint,"
+	    " coalesce(backfill_refusal, '')"
 	    " FROM vozagent.sync_state WHERE source = $1" },
 	[STMT_ANCHOR_LOAD] = { "anchor_load", 1,
 	    "SELECT a FROM vozagent.sync_state, unnest(backfill_anchor) WITH ORDINALITY AS u(a, n)"
 	    " WHERE source = $1 ORDER BY n" },
-	[STMT_FINISH_BACKFILL] = { "finish_backfill", 1,
-	    "SELECT vozagent.finish_backfill($1)" },
+	[STMT_FINISH_BACKFILL] = { "finish_backfill", 2,
+	    "SELECT vozagent.finish_backfill($1, $2)" },
+	[STMT_BACKFILL_UNSEEN] = { "backfill_unseen", 2,
+	    "SELECT unseen, live FROM vozagent.backfill_unseen($1, $2)" },
 	[STMT_SEEN_CLEAR] = { "seen_clear", 1,
 	    "DELETE FROM vozagent.backfill_seen WHERE source = $1" },
 	/*
@@ -111,13 +117,15 @@ static const struct {
 	 * ours whose answer was lost with the connection, makes it write nothing.
 	 * Times travel as exact microseconds since the epoch.
 	 */
-	[STMT_STATE_SAVE] = { "state_save", 14,
+	[STMT_STATE_SAVE] = { "state_save", 17,
 	    "INSERT INTO vozagent.sync_state AS s (source, api_order, newest_started_at,"
 	    "  window_offset, backfill_offset, backfill_run_id, last_backfill_at, last_pass_at,"
-	    "  window_base_at, backfill_anchor)"
+	    "  window_base_at, backfill_anchor, backfill_wrap_to, backfill_refusal,"
+	    "  backfill_refused_at)"
 	    " VALUES ($1, nullif($2, ''), " STORE_USEC("$3") ", $4, $5, $6,"
 	    "  CASE WHEN $7::bool THEN now() END, CASE WHEN $8::bool THEN now() END,"
-	    "  " STORE_USEC("$9") ", $10::text[])"
+	    "  " STORE_USEC("$9") ", $10::text[], $15::bigint, nullif($16, ''),"
+	    "  CASE WHEN $17::bool THEN now() END)"
 	    " ON CONFLICT (source) DO UPDATE SET api_order = EXCLUDED.api_order,"
 	    "  newest_started_at = EXCLUDED.newest_started_at,"
 	    "  window_base_at = EXCLUDED.window_base_at,"
@@ -125,6 +133,10 @@ static const struct {
 	    "  backfill_offset = EXCLUDED.backfill_offset,"
 	    "  backfill_run_id = EXCLUDED.backfill_run_id,"
 	    "  backfill_anchor = EXCLUDED.backfill_anchor,"
+	    "  backfill_wrap_to = EXCLUDED.backfill_wrap_to,"
+	    "  backfill_refusal = EXCLUDED.backfill_refusal,"
+	    "  backfill_refused_at = CASE WHEN $17::bool THEN now()"
+	    "   WHEN EXCLUDED.backfill_refusal IS NOT NULL THEN s.backfill_refused_at END,"
 	    "  last_backfill_at = coalesce(EXCLUDED.last_backfill_at, s.last_backfill_at),"
 	    "  last_pass_at = coalesce(EXCLUDED.last_pass_at, s.last_pass_at),"
 	    "  updated_at = now()"
@@ -132,8 +144,14 @@ static const struct {
 	    "  AND s.window_base_at IS NOT DISTINCT FROM " STORE_USEC("$12")
 	    "  AND s.backfill_offset IS NOT DISTINCT FROM $13::bigint"
 	    "  AND s.backfill_run_id IS NOT DISTINCT FROM $14::bigint" },
-	[STMT_SEEN_ADD] = { "seen_add", 2,
-	    "INSERT INTO vozagent.backfill_seen (source, id) VALUES ($1, $2) ON CONFLICT DO NOTHING" },
+	/* a row per id, owned by the last backfill pass that saw it */
+	[STMT_SEEN_ADD] = { "seen_add", 3,
+	    "INSERT INTO vozagent.backfill_seen AS b (source, id, gen) VALUES ($1, $2, $3)"
+	    " ON CONFLICT (source, id) DO UPDATE SET gen = EXCLUDED.gen WHERE b.gen <> EXCLUDED.gen" },
+	[STMT_SEEN_STAGE] = { "seen_stage", 2,
+	    "INSERT INTO vozagent.backfill_seen AS b (source, id, gen)"
+	    " SELECT $1, id, $2 FROM pg_temp.calls_stage"
+	    " ON CONFLICT (source, id) DO UPDATE SET gen = EXCLUDED.gen WHERE b.gen <> EXCLUDED.gen" },
 	[STMT_PING] = { "ping", 0, "SELECT 1" },
 	/* calls dated more than a day ahead are not a cursor (see sync.c) */
 	[STMT_NEWEST_MIRRORED] = { "newest_mirrored", 1,
@@ -147,13 +165,19 @@ static const struct {
 	    "SELECT source, coalesce(api_order, 'not yet detected'),"
 	    " coalesce(to_char(newest_started_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'none'),"
 	    " coalesce(window_offset::text, '-'),"
-	    " CASE WHEN backfill_offset IS NULL THEN 'none running'"
-	    "  ELSE 'interrupted at offset ' || backfill_offset || ' (the next backfill resumes)' END,"
+	    " CASE WHEN backfill_offset IS NULL THEN coalesce((SELECT 'REFUSED at '"
+	    "  || to_char(x.backfill_refused_at, 'YYYY-MM-DD HH24:MI:SS TZ') || ': '"
+	    "  || x.backfill_refusal FROM vozagent.sync_state x WHERE x.source = v.source),"
+	    "  'none running')"
+	    "  ELSE 'interrupted at offset ' || backfill_offset || coalesce((SELECT"
+	    "  ' (re-reading the list from the start; it began at offset ' || x.backfill_wrap_to"
+	    "  || ')' FROM vozagent.sync_state x WHERE x.source = v.source), '')"
+	    "  || ' (the next backfill resumes)' END,"
 	    " coalesce(to_char(last_backfill_at, 'YYYY-MM-DD HH24:MI:SS TZ'), 'never'),"
 	    " coalesce(to_char(last_pass_at, 'YYYY-MM-DD HH24:MI:SS TZ'), 'never'),"
 	    " live_calls, deleted_calls, in_progress_calls || coalesce(' (oldest started '"
 	    "  || to_char(oldest_in_progress_started_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || ')', '')"
-	    " FROM vozagent.sync_status ORDER BY source" },
+	    " FROM vozagent.sync_status v ORDER BY source" },
 	[STMT_STATUS_RUNS] = { "status_runs", 1,
 	    "SELECT to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), mode, outcome,"
 	    " coalesce(round(extract(epoch FROM finished_at - started_at)::numeric, 1) || 's', '-'),"
@@ -779,7 +803,8 @@ store_state_load(struct store *s, const char *source, struct sync_state *st)
 
 	memset(st, 0, sizeof *st);
 	st->newest_started_at = st->window_base_at = st->last_backfill_at = ROWS_NO_TIME;
-	st->window_offset = st->backfill_offset = st->backfill_run_id = -1;
+	st->refused_at = ROWS_NO_TIME;
+	st->window_offset = st->backfill_offset = st->backfill_run_id = st->backfill_wrap_to = -1;
 	if (res == NULL)
 		return -1;
 	if (PQntuples(res) == 1) {
@@ -790,6 +815,9 @@ store_state_load(struct store *s, const char *source, struct sync_state *st)
 		st->backfill_offset = get_int64(res, 4, -1);
 		st->backfill_run_id = get_int64(res, 5, -1);
 		st->last_backfill_at = get_int64(res, 6, ROWS_NO_TIME);
+		st->backfill_wrap_to = get_int64(res, 7, -1);
+		st->refused_at = get_int64(res, 8, ROWS_NO_TIME);
+		snprintf(st->refusal, sizeof st->refusal, "%s", PQgetvalue(res, 0, 9));
 	}
 	PQclear(res);
 	res = store_run(s, STMT_ANCHOR_LOAD, params, PGRES_TUPLES_OK);
@@ -915,7 +943,7 @@ static int
 store_save_state(struct store *s, const char *source, const struct sync_state *expect,
     const struct sync_state *st)
 {
-	char num[9][24];
+	char num[10][24];
 	const char *anchor[STATE_ANCHOR_MAX];
 	char *anchor_lit = NULL;
 	PGresult *res;
@@ -925,7 +953,7 @@ store_save_state(struct store *s, const char *source, const struct sync_state *e
 	if (st->nanchor > 0 && (anchor_lit = text_array_literal(anchor, (size_t)st->nanchor)) == NULL)
 		return store_fail(s, NULL, "out of memory");
 	{
-		const char *params[14] = { source, st->api_order,
+		const char *params[17] = { source, st->api_order,
 			param_int64(num[0], 24, st->newest_started_at, ROWS_NO_TIME),
 			param_int64(num[1], 24, st->window_offset, -1),
 			param_int64(num[2], 24, st->backfill_offset, -1),
@@ -935,7 +963,9 @@ store_save_state(struct store *s, const char *source, const struct sync_state *e
 			param_int64(num[5], 24, expect->newest_started_at, ROWS_NO_TIME),
 			param_int64(num[6], 24, expect->window_base_at, ROWS_NO_TIME),
 			param_int64(num[7], 24, expect->backfill_offset, -1),
-			param_int64(num[8], 24, expect->backfill_run_id, -1) };
+			param_int64(num[8], 24, expect->backfill_run_id, -1),
+			param_int64(num[9], 24, st->backfill_wrap_to, -1), st->refusal,
+			st->refuse_now ? "true" : "false" };
 		res = store_run(s, STMT_STATE_SAVE, params, PGRES_COMMAND_OK);
 	}
 	free(anchor_lit);
@@ -957,11 +987,12 @@ store_save_state(struct store *s, const char *source, const struct sync_state *e
 static int
 store_add_rejects(struct store *s, const struct store_page *page)
 {
-	char run[24], off[24], pos[24];
+	char run[24], off[24], pos[24], gen[24];
 	const char *params[7] = { page->source, run, off, pos, NULL, NULL, NULL };
 
 	snprintf(run, sizeof run, "%" PRId64, page->run_id);
 	snprintf(off, sizeof off, "%" PRId64, page->offset);
+	snprintf(gen, sizeof gen, "%" PRId64, page->backfill_gen);
 	for (size_t i = 0; i < rows_rejects(page->rows); i++) {
 		const char *id;
 		PGresult *res;
@@ -974,8 +1005,8 @@ store_add_rejects(struct store *s, const struct store_page *page)
 			return -1;
 		PQclear(res);
 		/* listed, even if not storable: a backfill must not mark it deleted */
-		if (page->backfill && id != NULL) {
-			const char *seen[2] = { page->source, id };
+		if (page->backfill_gen >= 0 && id != NULL) {
+			const char *seen[3] = { page->source, id, gen };
 			res = store_run(s, STMT_SEEN_ADD, seen, PGRES_COMMAND_OK);
 			if (res == NULL)
 				return -1;
@@ -993,15 +1024,18 @@ store_commit_page(struct store *s, const struct store_page *page,
 	struct run_params rp;
 	PGresult *res;
 	const char *source = page->source;
-	const char *src[1] = { source };
+	char gen[24];
+	const char *src_gen[2] = { source, gen };
 	struct rows *rows = page->rows;
 
+	snprintf(gen, sizeof gen, "%" PRId64, page->backfill_gen);
 	if (store_exec(s, "BEGIN", "cannot begin the page transaction") < 0)
 		goto fail;
 	if (rows != NULL && store_add_rejects(s, page) < 0)
 		goto fail;
 	if (rows != NULL && rows_count(rows) > 0) {
-		const char *params[2] = { source, page->backfill ? "true" : "false" };
+		/* the merge's own seen set has no generation: the ids go in below */
+		const char *params[2] = { source, "false" };
 		if (store_copy_rows(s, rows) < 0)
 			goto fail;
 		res = store_run(s, STMT_MERGE, params, PGRES_TUPLES_OK);
@@ -1010,12 +1044,24 @@ store_commit_page(struct store *s, const struct store_page *page,
 		next.inserted += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		next.updated += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 		PQclear(res);
+		if (page->backfill_gen >= 0) {
+			res = store_run(s, STMT_SEEN_STAGE, src_gen, PGRES_COMMAND_OK);
+			if (res == NULL)
+				goto fail;
+			PQclear(res);
+		}
 	}
 	if (st->backfill_done) {
-		res = store_run(s, STMT_FINISH_BACKFILL, src, PGRES_TUPLES_OK);
+		res = store_run(s, STMT_FINISH_BACKFILL, src_gen, PGRES_TUPLES_OK);
 		if (res == NULL)
 			goto fail;
 		next.marked_deleted += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		PQclear(res);
+	}
+	if (st->refuse_now) {
+		res = store_run(s, STMT_SEEN_CLEAR, src_gen, PGRES_COMMAND_OK);
+		if (res == NULL)
+			goto fail;
 		PQclear(res);
 	}
 	run_params_fill(&rp, page->run_id, &next);
@@ -1074,13 +1120,19 @@ store_prune(struct store *s, const char *source, uint64_t retention_ms, int64_t 
 }
 
 int
-store_seen_clear(struct store *s, const char *source)
+store_backfill_unseen(struct store *s, const char *source, int64_t gen, int64_t *unseen,
+    int64_t *live)
 {
-	const char *params[1] = { source };
-	PGresult *res = store_run(s, STMT_SEEN_CLEAR, params, PGRES_COMMAND_OK);
+	char g[24];
+	const char *params[2] = { source, g };
+	PGresult *res;
 
+	snprintf(g, sizeof g, "%" PRId64, gen);
+	res = store_run(s, STMT_BACKFILL_UNSEEN, params, PGRES_TUPLES_OK);
 	if (res == NULL)
 		return -1;
+	*unseen = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	*live = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	PQclear(res);
 	return 0;
 }

@@ -21,8 +21,12 @@ struct sync_state {
 	int64_t backfill_run_id;
 	int nanchor;              /* last ids of the last committed backfill page */
 	char anchor[STATE_ANCHOR_MAX][STATE_ANCHOR_ID_MAX];
+	int64_t backfill_wrap_to; /* re-reading from offset 0: the offset the pass began at */
 	int64_t last_backfill_at; /* read only: set by backfill_done */
+	int64_t refused_at;       /* read only: set by refuse_now */
+	char refusal[512];        /* why the last backfill marked nothing; "" = none */
 	int backfill_done;        /* this commit completes a backfill: mark unseen calls */
+	int refuse_now;           /* this commit ends a backfill that may not mark: record it */
 	int pass_done;            /* this commit completes a pass */
 };
 
@@ -70,14 +74,15 @@ struct store_page {
 	int64_t run_id;
 	int64_t offset;           /* of the page in its listing, kept with rejects */
 	struct rows *rows;        /* NULL: a commit of the cursor alone */
-	int backfill;             /* remember the ids, for reconciliation */
+	int64_t backfill_gen;     /* a backfill pass: remember the ids as seen by it; -1 = not */
 };
 
 /*
  * One transaction: the page's rows (staged with COPY, merged into
  * vozagent.calls where they differ, remembered as seen in a backfill), its
  * rejected records, the run's counters and the source's cursor; when
- * st->backfill_done, also the marking of calls the backfill did not see.
+ * st->backfill_done, also the marking of calls the backfill did not see
+ * (page->backfill_gen); when st->refuse_now, forgetting what it saw.
  * stats->inserted, ->updated and ->marked_deleted grow by what it changed.
  * The cursor is written only if it is still `expect` (compare-and-set);
  * otherwise nothing is, and the error says the cursor moved.
@@ -86,8 +91,9 @@ int store_commit_page(struct store *s, const struct store_page *page,
     const struct sync_state *expect, const struct sync_state *st, struct store_stats *stats);
 /* Is the connection still there? (A dropped idle connection shows only when used.) */
 int store_ping(struct store *s);
-/* A backfill starts from the beginning: forget what an abandoned one had seen. */
-int store_seen_clear(struct store *s, const char *source);
+/* Live calls of source, and how many of them backfill generation gen has not seen. */
+int store_backfill_unseen(struct store *s, const char *source, int64_t gen, int64_t *unseen,
+    int64_t *live);
 
 /* Calls of source still in progress in the mirror, except those in skip (sorted). */
 typedef int (*store_call_cb)(void *arg, const char *id, const char *contact_id);

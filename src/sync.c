@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "anchor.h"
+#include "decide.h"
 #include "log.h"
 #include "parse.h"
 #include "rows.h"
@@ -65,7 +66,7 @@ struct stale_call {
 };
 
 /* What to do again once PostgreSQL is back. */
-enum db_redo { REDO_PAGE, REDO_NEXT_SCAN };
+enum db_redo { REDO_PAGE, REDO_NEXT_SCAN, REDO_RECONCILE };
 
 struct sync {
 	const struct config *cfg;
@@ -74,6 +75,7 @@ struct sync {
 	struct parse *parse;
 	struct rows *rows;
 	struct anchor *anchor;
+	struct anchor *start_keys;     /* backfill: the calls of the first page it read */
 	uv_timer_t retry_timer;
 
 	int running;
@@ -84,6 +86,13 @@ struct sync {
 	struct store_stats stats;      /* as committed */
 	struct sync_state state;       /* the cursor as committed (or loaded) */
 	int backfill_failed;           /* auto mode: the last backfill pass failed */
+	int mass_delete_confirmed;     /* the operator said a mass deletion is real */
+
+	/* a backfill's circle: from where the last one stopped to the end, then 0.. */
+	int64_t circle_start;
+	int wrapped;                   /* reading from offset 0 again */
+	int start_keys_set;
+	int meets_start;               /* the page listed a call of start_keys */
 
 	/* the current scan */
 	enum scan_kind scan;
@@ -99,6 +108,8 @@ struct sync {
 	struct scan_obs obs;           /* as committed */
 	struct scan_obs page;          /* the page being read: obs, plus what it shows */
 	int joined;                    /* the page listed a call the anchor knows */
+	size_t page_new;               /* calls of the page the anchor does not know */
+	struct decide_progress progress;
 	uint64_t throttle_ms;          /* least gap between requests since a 429 */
 	int db_attempt;
 	enum db_redo db_redo;
@@ -116,6 +127,7 @@ struct sync {
 
 static void on_fetch_done(void *arg, const struct fetch_result *res);
 static void sync_next_scan(struct sync *s);
+static void sync_reconcile(struct sync *s);
 
 const char *
 sync_mode_name(enum sync_mode mode)
@@ -179,6 +191,10 @@ cb_record(void *arg, const struct record *rec)
 	 */
 	known = anchor_count(s->anchor) > 0 && anchor_has(s->anchor, key);
 	obs_call(&s->page, t, known, s->now_us);
+	if (s->wrapped && anchor_has(s->start_keys, key))
+		s->meets_start = 1;
+	if (!known)
+		s->page_new++;
 	if (known) {
 		s->joined = 1;
 		return 0;
@@ -210,11 +226,13 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 	s->parse = parse_new((size_t)cfg->max_body_bytes, cb_record, s);
 	s->rows = rows_new((size_t)cfg->max_body_bytes * 2 + 65536);
 	s->anchor = anchor_new((size_t)cfg->max_body_bytes + 1);
-	if (s->parse == NULL || s->rows == NULL || s->anchor == NULL ||
+	s->start_keys = anchor_new((size_t)cfg->max_body_bytes + 1);
+	if (s->parse == NULL || s->rows == NULL || s->anchor == NULL || s->start_keys == NULL ||
 	    uv_timer_init(loop, &s->retry_timer) != 0) {
 		parse_free(s->parse);
 		rows_free(s->rows);
 		anchor_free(s->anchor);
+		anchor_free(s->start_keys);
 		free(s);
 		return NULL;
 	}
@@ -253,7 +271,14 @@ on_uv_timer_closed(uv_handle_t *h)
 	parse_free(s->parse);
 	rows_free(s->rows);
 	anchor_free(s->anchor);
+	anchor_free(s->start_keys);
 	free(s);
+}
+
+void
+sync_set_mass_delete(struct sync *s, int confirmed)
+{
+	s->mass_delete_confirmed = confirmed;
 }
 
 void
@@ -357,6 +382,8 @@ sync_fetch_now(struct sync *s)
 	s->page = s->obs;
 	s->page.first_started = ROWS_NO_TIME;
 	s->joined = 0;
+	s->page_new = 0;
+	s->meets_start = 0;
 	sync_build_url(s, s->url, sizeof s->url);
 	log_debug("GET %s", s->url);
 	s->stats.requests++;
@@ -400,6 +427,7 @@ sync_start_scan(struct sync *s, enum scan_kind kind, int64_t offset)
 	s->offset = offset;
 	s->attempt = s->attempts_429 = 0;
 	s->gap_step = 0;
+	decide_progress_reset(&s->progress);
 	obs_reset(&s->obs);
 	anchor_reset(s->anchor);
 	s->probing = kind == SCAN_TAIL_OLDEST && offset > 0;
@@ -436,6 +464,9 @@ sync_choose_mode(struct sync *s)
 {
 	const struct sync_state *st = &s->state;
 	uint64_t every = s->cfg->full_resync_ms;
+	/* a refused reconciliation waits for the next interval too, not the next minute */
+	int64_t last = st->refused_at != ROWS_NO_TIME && (st->last_backfill_at == ROWS_NO_TIME ||
+	    st->refused_at > st->last_backfill_at) ? st->refused_at : st->last_backfill_at;
 
 	if (s->backfill_failed) {
 		s->backfill_failed = 0;
@@ -443,8 +474,7 @@ sync_choose_mode(struct sync *s)
 	}
 	if (st->backfill_offset >= 0)
 		return SYNC_BACKFILL;
-	if (every > 0 && (st->last_backfill_at == ROWS_NO_TIME ||
-	    s->now_us - st->last_backfill_at >= (int64_t)every * 1000))
+	if (every > 0 && (last == ROWS_NO_TIME || s->now_us - last >= (int64_t)every * 1000))
 		return SYNC_BACKFILL;
 	return SYNC_INCREMENTAL;
 }
@@ -473,10 +503,7 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	}
 	if (mode == SYNC_AUTO)
 		mode = sync_choose_mode(s);
-	/* a fresh backfill must not count ids an abandoned one had seen */
-	if ((mode == SYNC_BACKFILL && s->state.backfill_offset < 0 &&
-	    store_seen_clear(s->store, s->cfg->source) < 0) ||
-	    store_run_begin(s->store, s->cfg->source, sync_mode_name(mode), &s->run_id) < 0) {
+	if (store_run_begin(s->store, s->cfg->source, sync_mode_name(mode), &s->run_id) < 0) {
 		snprintf(s->err, sizeof s->err, "%s", store_errmsg(s->store));
 		return -1;
 	}
@@ -490,11 +517,23 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	    base - (int64_t)s->cfg->lookback_ms * 1000;
 	order = sync_order(s);
 
+	s->wrapped = s->start_keys_set = 0;
+	anchor_reset(s->start_keys);
 	if (mode == SYNC_BACKFILL) {
+		/*
+		 * It starts where the last one stopped, but trusts nothing that one
+		 * read: it reads to the end, then from offset 0 back to where it began.
+		 */
 		kind = SCAN_FULL;
 		from = s->state.backfill_offset >= 0 ? s->state.backfill_offset : 0;
-		log_info("run %" PRId64 ": backfill of source '%s' %s %" PRId64, s->run_id,
-		    s->cfg->source, from > 0 ? "resuming at offset" : "from offset", from);
+		s->circle_start = from;
+		if (from > 0)
+			log_info("run %" PRId64 ": backfill of source '%s' from offset %" PRId64
+			    " (where the last one stopped) to the end, then from offset 0 to there",
+			    s->run_id, s->cfg->source, from);
+		else
+			log_info("run %" PRId64 ": backfill of source '%s' from offset 0", s->run_id,
+			    s->cfg->source);
 	} else if (s->threshold == ROWS_NO_TIME || order == ORDER_AUTO) {
 		kind = SCAN_FULL;
 		log_info("run %" PRId64 ": incremental pass of source '%s': %s, reading the whole "
@@ -515,13 +554,6 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 		/* the callback is never called when starting fails */
 		sync_end(s, "failed", s->err);
 		return -1;
-	}
-	if (mode == SYNC_BACKFILL && from > 0) {
-		/* the resumed page must join the last one committed (the request is in flight) */
-		const char *keys[STATE_ANCHOR_MAX];
-		for (int i = 0; i < s->state.nanchor; i++)
-			keys[i] = s->state.anchor[i];
-		anchor_load(s->anchor, keys, (size_t)s->state.nanchor);
 	}
 	return 0;
 }
@@ -638,6 +670,8 @@ on_uv_db_retry(uv_timer_t *t)
 	s->db_attempt = 0;
 	if (s->db_redo == REDO_NEXT_SCAN)
 		sync_next_scan(s);
+	else if (s->db_redo == REDO_RECONCILE)
+		sync_reconcile(s);
 	else if (sync_fetch_page(s) < 0)
 		sync_finish(s, SYNC_ERR_API, "%s", s->err);
 }
@@ -674,35 +708,80 @@ sync_commit(struct sync *s, struct rows *rows, struct sync_state *next,
 		.run_id = s->run_id,
 		.offset = s->offset,
 		.rows = rows,
-		/* while a backfill is pending, every pass's calls count as seen by it */
-		.backfill = rows != NULL && (s->mode == SYNC_BACKFILL || s->state.backfill_offset >= 0),
+		/* a backfill reconciles against the calls its own pass read, no others */
+		.backfill_gen = s->mode == SYNC_BACKFILL ? s->run_id : -1,
 	};
 
 	if (store_commit_page(s->store, &page, &s->state, next, stats) < 0) {
-		if (sync_db_lost(s, rows != NULL ? REDO_PAGE : REDO_NEXT_SCAN))
+		if (sync_db_lost(s, rows != NULL ? REDO_PAGE : next->backfill_done ||
+		    next->refuse_now ? REDO_RECONCILE : REDO_NEXT_SCAN))
 			return -1;
 		sync_finish(s, SYNC_ERR_STORE, "writing the page at offset %" PRId64 " failed: %s",
 		    s->offset, store_errmsg(s->store));
 		return -1;
 	}
 	/* done once: the unseen calls are marked, and the seen set is gone */
-	next->backfill_done = next->pass_done = 0;
+	next->backfill_done = next->pass_done = next->refuse_now = 0;
 	s->state = *next;
 	s->stats = *stats;
 	return 0;
 }
 
-/* A backfill persists the last keys of its last page, to check them on resume. */
-static void
-anchor_to_state(const struct anchor *a, struct sync_state *st)
+/* The first page of a backfill's circle: the wrap ends where it meets one of its calls. */
+static int
+sync_keep_start_keys(struct sync *s)
 {
-	size_t n = anchor_page_count(a), first = n > STATE_ANCHOR_MAX ? n - STATE_ANCHOR_MAX : 0;
+	size_t n = anchor_page_count(s->anchor);
+	const char **keys = calloc(n > 0 ? n : 1, sizeof *keys);
 
-	if (n == 0)
+	if (keys == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		keys[i] = anchor_page_key(s->anchor, i);
+	anchor_load(s->start_keys, keys, n);
+	free(keys);
+	s->start_keys_set = 1;
+	return 0;
+}
+
+/*
+ * A backfill has read its whole circle. Mark the calls it did not see,
+ * unless that is more than max_delete_fraction of the live ones: a partial
+ * answer (an API bug, a changed filter, another account) looks exactly like
+ * a mass deletion, so then nothing is marked until the operator confirms.
+ */
+static void
+sync_reconcile(struct sync *s)
+{
+	struct sync_state next = s->state;
+	struct store_stats stats = s->stats;
+	int64_t unseen, live;
+
+	if (store_backfill_unseen(s->store, s->cfg->source, s->run_id, &unseen, &live) < 0) {
+		if (!sync_db_lost(s, REDO_RECONCILE))
+			sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
 		return;
-	st->nanchor = 0;
-	for (size_t i = first; i < n; i++)
-		snprintf(st->anchor[st->nanchor++], STATE_ANCHOR_ID_MAX, "%s", anchor_page_key(a, i));
+	}
+	next.backfill_offset = next.backfill_run_id = next.backfill_wrap_to = -1;
+	next.nanchor = 0;
+	if (decide_may_mark(unseen, live, s->cfg->max_delete_fraction,
+	    s->mass_delete_confirmed)) {
+		next.backfill_done = 1;
+		next.refusal[0] = '\0';
+		if (sync_commit(s, NULL, &next, &stats) < 0)
+			return;
+		sync_next_scan(s);
+		return;
+	}
+	snprintf(next.refusal, sizeof next.refusal, "the backfill would mark %" PRId64 " of %"
+	    PRId64 " live calls deleted (%.0f%%, more than max_delete_fraction %g%%): nothing "
+	    "marked; if the API really deleted them, run `vozagent-sync backfill "
+	    "--allow-mass-delete`", unseen, live, 100.0 * (double)unseen / (double)live,
+	    100.0 * s->cfg->max_delete_fraction);
+	next.refuse_now = 1;
+	if (sync_commit(s, NULL, &next, &stats) < 0)
+		return;
+	sync_finish(s, SYNC_ERR_REFUSED, "%s", s->state.refusal);
 }
 
 static int
@@ -773,6 +852,7 @@ sync_page_done(struct sync *s)
 	struct store_stats stats = s->stats;
 	struct scan_obs *o = &s->page;
 	int contradicts = 0, restart_probe = 0;
+	enum decide_circle circle = CIRCLE_GO_ON;
 
 	stats.pages++;
 	stats.records_seen += listed;
@@ -781,7 +861,21 @@ sync_page_done(struct sync *s)
 	s->attempt = s->attempts_429 = 0;
 	/* at offset 0 nothing lies before the page: it joins by definition */
 	if (overlap && anchor_count(s->anchor) > 0 && s->offset > 0 && !s->joined) {
+		if (decide_reread_stalls(&s->progress)) {
+			sync_finish(s, SYNC_ERR_API, "the API's pages do not follow on from each other: "
+			    "stepped back %d times near offset %" PRId64 " without reading anything new; "
+			    "giving up this scan", DECIDE_MAX_REREADS, s->offset);
+			return;
+		}
 		sync_reread(s, &stats);
+		return;
+	}
+	/* a scan ends only on a short page: one that never comes must not keep it going */
+	if (!last && decide_page_stalls(&s->progress, s->page_new)) {
+		sync_finish(s, SYNC_ERR_API, "the API keeps answering with calls this scan has "
+		    "already read: %d full pages in a row, up to offset %" PRId64 ", listed nothing "
+		    "new (does the API or a cache in front of it repeat the last page past the end "
+		    "of the list?); giving up this scan", DECIDE_STALL_PAGES, s->offset);
 		return;
 	}
 	if (rows_count(s->rows) > 0 && o->first_started != ROWS_NO_TIME) {
@@ -794,20 +888,24 @@ sync_page_done(struct sync *s)
 
 	switch (s->scan) {
 	case SCAN_FULL:
-		if (s->mode == SYNC_BACKFILL) {
-			next.backfill_offset = after;
-			next.backfill_run_id = s->run_id;
-			anchor_to_state(s->anchor, &next);
+		if (s->mode != SYNC_BACKFILL) {
+			if (last)
+				cursor_complete(s, o, &next);
+			break;
 		}
-		if (last) {
+		circle = decide_circle_step(s->circle_start, s->wrapped, last, s->meets_start);
+		next.backfill_offset = after;
+		next.backfill_run_id = s->run_id;
+		next.backfill_wrap_to = s->wrapped ? s->circle_start : -1;
+		next.nanchor = 0;
+		if (!s->wrapped && last)
 			cursor_complete(s, o, &next);
-			if (s->mode == SYNC_BACKFILL) {
-				next.backfill_offset = -1;
-				next.backfill_run_id = -1;
-				next.nanchor = 0;
-				next.backfill_done = 1;
-			}
+		if (circle == CIRCLE_WRAP) {
+			next.backfill_offset = 0;
+			next.backfill_wrap_to = s->circle_start;
 		}
+		/* the reconciliation is its own commit, once its numbers are known */
+		last = circle != CIRCLE_GO_ON;
 		break;
 	case SCAN_TAIL_NEWEST:
 		contradicts = o->asc > 0;
@@ -835,6 +933,11 @@ sync_page_done(struct sync *s)
 		return;
 	/* committed: what the page showed is now the scan's */
 	s->obs = *o;
+	if (s->mode == SYNC_BACKFILL && s->scan == SCAN_FULL && !s->start_keys_set &&
+	    sync_keep_start_keys(s) < 0) {
+		sync_finish(s, SYNC_ERR_STORE, "out of memory keeping the first page's ids");
+		return;
+	}
 	anchor_page_commit(s->anchor);
 	s->gap_step = 0;
 	if (s->scan == SCAN_UNFINISHED && sync_track(s) < 0) {
@@ -855,6 +958,17 @@ sync_page_done(struct sync *s)
 		return;
 	}
 	s->probing = 0;
+	if (circle == CIRCLE_WRAP) {
+		log_info("run %" PRId64 ": read to the end of the list; now from offset 0 up to "
+		    "where this backfill began (offset %" PRId64 ")", s->run_id, s->circle_start);
+		s->wrapped = 1;
+		sync_go_scan(s, SCAN_FULL, 0);
+		return;
+	}
+	if (circle == CIRCLE_CLOSED) {
+		sync_reconcile(s);
+		return;
+	}
 	if (!last) {
 		s->offset = after;
 		if (sync_fetch_page(s) < 0)

@@ -20,6 +20,7 @@ enum sync_result {
 	SYNC_ERR_REQUEST,     /* the API refused our request (400) */
 	SYNC_ERR_API,         /* the API kept failing after retries */
 	SYNC_ERR_STORE,       /* PostgreSQL failed */
+	SYNC_ERR_REFUSED,     /* a backfill would mark too many calls deleted: marked none */
 };
 
 typedef void (*sync_done_cb)(void *arg, enum sync_result res);
@@ -37,6 +38,8 @@ int sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg
 /* Abandons the pass in flight (nothing half-written stays); done is not called. */
 void sync_stop(struct sync *s);
 int sync_running(const struct sync *s);
+/* The operator confirmed that a backfill may mark any number of calls deleted. */
+void sync_set_mass_delete(struct sync *s, int confirmed);
 const char *sync_errmsg(const struct sync *s);
 /* Closes its timer; the caller runs the loop once more to finish. */
 void sync_free(struct sync *s);

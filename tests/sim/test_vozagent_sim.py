@@ -248,6 +248,22 @@ def test_control(s):
     code, text, _ = s.req("POST", "/_control/config", {"order": "sideways"})
     check(code == 400, "bad config rejected")
 
+    # repeat_last_page: no page is ever short; past the end, the last full page again
+    every = s.ctl("calls")
+    n = len(every)
+    s.ctl("config", {"repeat_last_page": True})
+    _, tail = s.get("/v1/calls?limit=10&offset=%d" % (n - 3))
+    _, past = s.get("/v1/calls?limit=10&offset=%d" % (n + 500))
+    _, mid = s.get("/v1/calls?limit=10&offset=5")
+    s.ctl("config", {"repeat_last_page": False})
+    _, short = s.get("/v1/calls?limit=10&offset=%d" % (n - 3))
+    last = [c["id"] for c in every[n - 10:]]
+    check([c["id"] for c in tail] == last and [c["id"] for c in past] == last,
+          "repeat_last_page: pages near and past the end are the last full page")
+    check([c["id"] for c in mid] == [c["id"] for c in every[5:15]],
+          "repeat_last_page: full pages are served as usual")
+    check(len(short) == 3, "repeat_last_page off: the last page is short again")
+
 
 def raw_get(port, path, delay_between=False):
     """(headers, body pieces as received) of one request, read off the socket."""

@@ -37,8 +37,14 @@ Control interface (no auth, JSON in and out; errors are 400 {"error": ...})
                                   "delay_ms": N (sleep before each /v1/calls answer),
                                   "chunk_delay_ms": N (sleep between body pieces),
                                   "write_size": N (bytes per body piece),
-                                  "transfer": "length|chunked", "token": "..."}
+                                  "transfer": "length|chunked", "token": "...",
+                                  "repeat_last_page": true|false}
                                   -> {"config": {...}}
+                                  repeat_last_page: a misbehaving API (or a cache in front
+                                  of it): a page that would be short - any offset near or
+                                  past the end - answers with the last full page of the list
+                                  instead, so no page is ever short (lists shorter than the
+                                  limit are served whole)
   GET  /_control/requests         -> {"requests": [{"seq", "time", "method", "path",
                                   "params", "limit", "offset", "status", "returned",
                                   "auth", "client", "fault", "fault_source", "fault_spec",
@@ -578,8 +584,9 @@ class CallStore:
 
     # -- public --
 
-    def page(self, order, offset, limit, filters):
-        """Texts of one page of the (filtered) list in API order."""
+    def page(self, order, offset, limit, filters, repeat_last=False):
+        """Texts of one page of the (filtered) list in API order; repeat_last: a page that
+        would be short is the last full page instead."""
         with self.lock:
             seq = self.entries if order == "oldest_first" else reversed(self.entries)
             if filters:
@@ -587,6 +594,8 @@ class CallStore:
                        all(e.obj.get(k) == v for k, v in filters.items())]
             else:
                 seq = list(seq)
+            if repeat_last and offset + limit > len(seq):
+                offset = max(0, len(seq) - limit)
             return [e.text for e in seq[offset:offset + limit]]
 
     def all_texts(self, order):
@@ -1143,7 +1152,8 @@ class Sim:
         self.faults = Faults()
         self.cfg_lock = threading.Lock()
         self.config = {"order": args.order, "delay_ms": 0, "chunk_delay_ms": 0,
-                       "write_size": 4096, "transfer": "length", "token": args.token}
+                       "write_size": 4096, "transfer": "length", "token": args.token,
+                       "repeat_last_page": False}
         self.log_lock = threading.Lock()
         self.requests = []
         self.seq = 0
@@ -1161,6 +1171,7 @@ class Sim:
             "write_size": lambda v: _is_int(v) and 1 <= v <= 1 << 24,
             "transfer": lambda v: v in ("length", "chunked"),
             "token": lambda v: isinstance(v, str) and v != "",
+            "repeat_last_page": lambda v: isinstance(v, bool),
         }
         for k, v in body.items():
             if k not in checks:
@@ -1340,7 +1351,7 @@ class Handler(BaseHTTPRequestHandler):
                     n *= fault["factor"]
                 elif fault is not None and fault["kind"] in ("invalid_json", "huge"):
                     n = max(0, n - 1)       # their extra record keeps the answer within limit
-                texts = store.page(cfg["order"], entry["offset"], n, page)
+                texts = store.page(cfg["order"], entry["offset"], n, page, cfg["repeat_last_page"])
             if fault is None:
                 entry["status"] = 200 if page is not None else code
                 entry["returned"] = len(texts) if texts is not None else None

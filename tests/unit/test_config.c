@@ -172,6 +172,30 @@ test_duration_invalid(void)
 	}
 }
 
+/* ---- config_parse_fraction ---- */
+
+static void
+test_fraction(void)
+{
+	static const struct { const char *s; double v; } ok[] = {
+		{ "10%", 0.1 }, { "0.1", 0.1 }, { "0", 0 }, { "100%", 1 }, { "1", 1 },
+		{ "2.5%", 0.025 }, { "0%", 0 },
+	};
+	static const char *const bad[] = { "", " 10%", "10 %", "%", "110%", "1.5", "-1%",
+		"ten", "10%%", "nan", "0.1x" };
+	double v;
+
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		if (config_parse_fraction(ok[i].s, &v) != 0)
+			TEST_FAIL_("'%s' was refused", ok[i].s);
+		if (v < ok[i].v - 1e-12 || v > ok[i].v + 1e-12)
+			TEST_FAIL_("'%s' is %g, expected %g", ok[i].s, v, ok[i].v);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (config_parse_fraction(bad[i], &v) != -1)
+			TEST_FAIL_("'%s' was accepted as %g", bad[i], v);
+}
+
 /* ---- config_load: values ---- */
 
 static void
@@ -190,6 +214,7 @@ check_defaults(void)
 	ASSERT_TRUE(cfg.filter_contact_id == NULL);
 	ASSERT_TRUE(cfg.filter_call_type == NULL);
 	ASSERT_EQ_INT(cfg.log_level, LOG_LEVEL_INFO);
+	ASSERT_TRUE(cfg.max_delete_fraction > 0.0999 && cfg.max_delete_fraction < 0.1001);
 	ASSERT_TRUE(cfg.api_token == NULL);
 }
 
@@ -812,6 +837,7 @@ test_token_never_in_errors(void)
 static const struct test_case tests[] = {
 	TEST(test_duration_valid),
 	TEST(test_duration_invalid),
+	TEST(test_fraction),
 	TEST(test_load_empty_file_gives_defaults),
 	TEST(test_load_comments_and_blanks_only),
 	TEST(test_load_missing_file),
