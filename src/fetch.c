@@ -357,7 +357,7 @@ fetch_new(uv_loop_t *loop, const struct fetch_opts *opts, char *err, size_t errl
 	if (probe == NULL || fetch_restrict(f, probe) < 0) {
 		snprintf(err, errlen, "this libcurl (%s) cannot limit requests to %s, so the API "
 		    "key could be sent elsewhere: refusing to start (libcurl 7.85 or later needed)",
-		    curl_version(), f->protocols);
+		    curl_version_info(CURLVERSION_NOW)->version, f->protocols);
 		if (probe != NULL)
 			curl_easy_cleanup(probe);
 		free(f);

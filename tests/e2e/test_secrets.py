@@ -8,6 +8,8 @@
 - a running `run` given VOZAGENT_API_TOKEN in its environment no longer shows it in
   /proc/PID/environ, and is not dumpable (its /proc/PID files belong to root while it
   runs as another user) and has a core size limit of 0;
+- under a libcurl that cannot limit a transfer's protocols (the curl_noproto module,
+  preloaded), the daemon refuses to start instead of sending the key unrestricted;
 - a proxy error page that echoes the request headers (Authorization: Bearer ...) does
   not carry the key into the log, sync_runs.error or any table: it is [redacted],
   also when the key straddles the end of the excerpt kept."""
@@ -166,6 +168,29 @@ def proc_environ():
         fl.assert_secret_free(c, extra=[text], what="proc")
 
 
+def protocols_unrestricted():
+    lib = os.environ.get("VOZAGENT_TEST_CURL_NOPROTO")
+    check(lib and os.path.exists(lib), "VOZAGENT_TEST_CURL_NOPROTO does not name the built "
+          "curl_noproto module (%r): run this through ctest" % lib)
+    with h.Case("secrets_noproto", seed=85, calls=20) as c:
+        env = {"LD_PRELOAD": lib,
+               # a sanitized binary would refuse a preload that comes before its runtime
+               "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") +
+                                ":verify_asan_link_order=0").lstrip(":")}
+        for cmd in ("once", "run"):
+            r = c.run(cmd, env=env, timeout=60)
+            c.expect_rc(r, 70, "%s under a libcurl that cannot limit protocols" % cmd)
+            check("cannot limit requests to http,https" in r.err,
+                  "%s: the error does not say the protocols cannot be limited:\n%s"
+                  % (cmd, h.tail(r.err, 5)))
+            check(not h.api_log_since(c.sim.requests()),
+                  "%s: a request reached the API without the protocol limit" % cmd)
+        h.log("refused: %s" % h.tail(r.err, 1))
+        # the control: the same case without the module works
+        c.expect_rc(c.run("once"), 0, "without the module")
+        c.assert_exact("after once without the module")
+
+
 def echoed_key(order):
     with h.Case("secrets_echo", order=order, seed=84, calls=30) as c:
         # the key (at about byte 176 + pad) straddles the 200 bytes of the excerpt that the
@@ -207,5 +232,6 @@ def echoed_key(order):
 if __name__ == "__main__":
     h.main([("http:// only to loopback", insecure_http),
             ("secret files others can read are warned about", file_modes),
-            ("the key leaves /proc/PID/environ; no core dumps", proc_environ)] +
+            ("the key leaves /proc/PID/environ; no core dumps", proc_environ),
+            ("no start when requests cannot be limited to http(s)", protocols_unrestricted)] +
            h.both_orders(echoed_key, "an echoed key is redacted"))
