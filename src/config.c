@@ -74,8 +74,6 @@ struct loader {
 	int nerr;
 	int cur_key;           /* key being applied, or -1 */
 	int oom;               /* out of memory: the values are incomplete */
-	mode_t file_mode;      /* of the config file read, when file_read */
-	int file_read;
 	char warn[4096];       /* warnings, one per line */
 	size_t warnused;
 };
@@ -311,6 +309,15 @@ loader_line(struct loader *ld, const char *path, int lineno, char *s)
 	loader_set(ld, k, val, (size_t)(end - val), where, lineno);
 }
 
+/* Like ssh and libpq's .pgpass: a key others can read is no secret any more. */
+static void
+token_check_mode(struct loader *ld, const char *path, mode_t mode)
+{
+	if ((mode & (S_IRGRP | S_IROTH)) != 0)
+		loader_warn(ld, "%s holds the API key and is readable by group/others (mode %04o): "
+		    "chmod 600 it", path, (unsigned)(mode & 07777));
+}
+
 static int
 loader_file(struct loader *ld, const char *path)
 {
@@ -322,10 +329,6 @@ loader_file(struct loader *ld, const char *path)
 	if (f == NULL) {
 		loader_error(ld, "%s: cannot read config file: %s", path, strerror(errno));
 		return -1;
-	}
-	if (fstat(fileno(f), &st) == 0) {
-		ld->file_mode = st.st_mode;
-		ld->file_read = 1;
 	}
 	while (fgets(line, sizeof line, f) != NULL) {
 		size_t n = strlen(line);
@@ -346,6 +349,9 @@ loader_file(struct loader *ld, const char *path)
 	}
 	if (ferror(f))
 		loader_error(ld, "%s: read error: %s", path, strerror(errno));
+	/* the file holds a key, whether or not the environment overrides it */
+	if (ld->set[key_find("api_token", 9) - keys].line > 0 && fstat(fileno(f), &st) == 0)
+		token_check_mode(ld, path, st.st_mode);
 	fclose(f);
 	/* the last line read may have been the key */
 	explicit_bzero(line, sizeof line);
@@ -375,15 +381,6 @@ loader_env(struct loader *ld)
 			unsetenv(name);
 		}
 	}
-}
-
-/* Like ssh and libpq's .pgpass: a key others can read is no secret any more. */
-static void
-token_check_mode(struct loader *ld, const char *path, mode_t mode)
-{
-	if ((mode & (S_IRGRP | S_IROTH)) != 0)
-		loader_warn(ld, "%s holds the API key and is readable by group/others (mode %04o): "
-		    "chmod 600 it", path, (unsigned)(mode & 07777));
 }
 
 /*
@@ -460,8 +457,6 @@ token_resolve(struct loader *ld, struct config *cfg)
 	if (tok->value != NULL && (tok->line == 0 || file->value == NULL || file->line > 0)) {
 		cfg->api_token = loader_strndup(ld, tok->value, strlen(tok->value));
 		snprintf(where, sizeof where, "api_token (%s)", tok->where);
-		if (tok->line > 0 && ld->file_read)
-			token_check_mode(ld, cfg->path, ld->file_mode);
 	} else if (file->value != NULL) {
 		snprintf(where, sizeof where, "api_token_file '%.1024s' (%s)", file->value, file->where);
 		cfg->api_token = token_read_file(ld, file->value, file->where, 1);

@@ -879,6 +879,15 @@ test_token_file_mode_warning(void)
 	    "(mode 0640)", conf_path);
 	ASSERT_CONTAINS(cfg.warnings, want);
 	config_free(&cfg);
+	/* the file still holds a key when the environment's wins */
+	chmod(conf_path, 0604);
+	setenv("VOZAGENT_API_TOKEN", "tok-env", 1);
+	ASSERT_EQ_INT(config_load(&cfg, conf_path, 0, err, sizeof err), 0);
+	ASSERT_EQ_STR(cfg.api_token, "tok-env");
+	snprintf(want, sizeof want, "%s holds the API key and is readable by group/others "
+	    "(mode 0604)", conf_path);
+	ASSERT_CONTAINS(cfg.warnings, want);
+	config_free(&cfg);
 	chmod(conf_path, 0600);
 	ASSERT_EQ_INT(config_load(&cfg, conf_path, 0, err, sizeof err), 0);
 	ASSERT_TRUE(cfg.warnings == NULL);
