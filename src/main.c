@@ -227,6 +227,7 @@ main(int argc, char **argv)
 	const char *path = NULL, *cmdname;
 	char err[8192];
 	struct app a;
+	struct rlimit core;
 	int ch, code = EXIT_OK, found = 0, check_only = 0;
 
 	memset(&a, 0, sizeof a);
@@ -234,10 +235,17 @@ main(int argc, char **argv)
 	 * The API key is in this process's memory: no core file, and no
 	 * ptrace or /proc/PID/mem for other processes of the same user.
 	 */
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 ||
-	    setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 }) != 0) {
-		perror("vozagent-sync: cannot disable core dumps");
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		perror("vozagent-sync: cannot make the process non-dumpable");
 		return EXIT_SOFTWARE;
+	}
+	/*
+	 * And no core file even where suid_dumpable would allow one; best effort:
+	 * the unit's LimitCORE=0 did it already, and a seccomp filter may refuse it.
+	 */
+	if (getrlimit(RLIMIT_CORE, &core) == 0 && (core.rlim_cur != 0 || core.rlim_max != 0)) {
+		core.rlim_cur = core.rlim_max = 0;
+		(void)setrlimit(RLIMIT_CORE, &core);
 	}
 	while ((ch = getopt_long(argc, argv, "c:hnV", longopts, NULL)) != -1) {
 		switch (ch) {
