@@ -321,7 +321,7 @@ token_check_mode(struct loader *ld, const char *path, mode_t mode)
 static int
 loader_file(struct loader *ld, const char *path)
 {
-	char line[CONFIG_LINE_MAX];
+	char line[CONFIG_LINE_MAX], iobuf[BUFSIZ];
 	int lineno = 0;
 	FILE *f = fopen(path, "r");
 	struct stat st;
@@ -330,6 +330,8 @@ loader_file(struct loader *ld, const char *path)
 		loader_error(ld, "%s: cannot read config file: %s", path, strerror(errno));
 		return -1;
 	}
+	/* stdio's own buffer would keep a copy of the file, key included, once freed */
+	setvbuf(f, iobuf, _IOFBF, sizeof iobuf);
 	while (fgets(line, sizeof line, f) != NULL) {
 		size_t n = strlen(line);
 		lineno++;
@@ -355,6 +357,7 @@ loader_file(struct loader *ld, const char *path)
 	fclose(f);
 	/* the last line read may have been the key */
 	explicit_bzero(line, sizeof line);
+	explicit_bzero(iobuf, sizeof iobuf);
 	return 0;
 }
 
@@ -401,6 +404,8 @@ token_read_file(struct loader *ld, const char *path, const char *where, int chec
 		    strerror(errno));
 		return NULL;
 	}
+	/* unbuffered: fread fills buf directly, and no stdio buffer keeps a copy */
+	setvbuf(f, NULL, _IONBF, 0);
 	if (check_mode && fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode))
 		token_check_mode(ld, path, st.st_mode);
 	n = fread(buf, 1, sizeof buf - 1, f);
