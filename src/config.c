@@ -1,4 +1,5 @@
 /* config: the key = value file, VOZAGENT_* overrides, validation. */
+#define _DEFAULT_SOURCE  /* explicit_bzero */
 #include "config.h"
 
 #include <ctype.h>
@@ -8,7 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
 
 #include <libpq-fe.h>
 
@@ -21,6 +27,7 @@ enum key_type {
 	KEY_FRACTION,
 	KEY_TOKEN, /* api_token and api_token_file: resolved together by token_resolve() */
 	KEY_RETENTION, /* a duration, or "forever" (0) */
+	KEY_BOOL,
 };
 
 struct key_def {
@@ -33,6 +40,7 @@ struct key_def {
 #define OFF(field) offsetof(struct config, field)
 static const struct key_def keys[] = {
 	{ "api_url", KEY_URL, OFF(api_url), "https://api.vozagent.ai/v1" },
+	{ "allow_insecure_http", KEY_BOOL, OFF(allow_insecure_http), "no" },
 	{ "api_token", KEY_TOKEN, 0, NULL },
 	{ "api_token_file", KEY_TOKEN, 0, NULL },
 	{ "database_url", KEY_STRING, OFF(database_url), "" },
@@ -69,6 +77,9 @@ struct loader {
 	size_t errused;
 	int nerr;
 	int cur_key;           /* key being applied, or -1 */
+	int oom;               /* out of memory: the values are incomplete */
+	char warn[4096];       /* warnings, one per line */
+	size_t warnused;
 };
 
 static void
@@ -93,6 +104,34 @@ loader_error(struct loader *ld, const char *fmt, ...)
 		ld->errused = ld->errlen - 1;
 }
 
+static void
+loader_warn(struct loader *ld, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (ld->warnused + 1 >= sizeof ld->warn)
+		return;
+	if (ld->warnused > 0)
+		ld->warn[ld->warnused++] = '\n';
+	va_start(ap, fmt);
+	n = vsnprintf(ld->warn + ld->warnused, sizeof ld->warn - ld->warnused, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		ld->warnused += (size_t)n;
+	if (ld->warnused >= sizeof ld->warn)
+		ld->warnused = sizeof ld->warn - 1;
+}
+
+/* Frees a copy of a value that may be the API key, so no copy lingers in the heap. */
+static void
+wipe_free(char *s)
+{
+	if (s != NULL)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
 static const struct key_def *
 key_find(const char *name, size_t len)
 {
@@ -102,13 +141,17 @@ key_find(const char *name, size_t len)
 	return NULL;
 }
 
+/* A copy of s[0..n), or NULL (an error the load reports) when memory is out. */
 static char *
-xstrndup(const char *s, size_t n)
+loader_strndup(struct loader *ld, const char *s, size_t n)
 {
 	char *p = malloc(n + 1);
+
 	if (p == NULL) {
-		fprintf(stderr, "vozagent-sync: out of memory\n");
-		abort();
+		if (!ld->oom)
+			loader_error(ld, "out of memory while reading the configuration");
+		ld->oom = 1;
+		return NULL;
 	}
 	memcpy(p, s, n);
 	p[n] = '\0';
@@ -207,8 +250,8 @@ loader_set(struct loader *ld, const struct key_def *k, const char *value, size_t
 		    o->line);
 		return;
 	}
-	free(o->value);
-	o->value = xstrndup(value, len);
+	wipe_free(o->value);
+	o->value = loader_strndup(ld, value, len);
 	o->line = line;
 	snprintf(o->where, sizeof o->where, "%s", where);
 }
@@ -292,17 +335,29 @@ loader_line(struct loader *ld, const char *path, int lineno, char *s)
 	loader_set(ld, k, val, (size_t)(end - val), where, lineno);
 }
 
+/* Like ssh and libpq's .pgpass: a key others can read is no secret any more. */
+static void
+token_check_mode(struct loader *ld, const char *path, mode_t mode)
+{
+	if ((mode & (S_IRGRP | S_IROTH)) != 0)
+		loader_warn(ld, "%s holds the API key and is readable by group/others (mode %04o): "
+		    "chmod 600 it", path, (unsigned)(mode & 07777));
+}
+
 static int
 loader_file(struct loader *ld, const char *path)
 {
-	char line[CONFIG_LINE_MAX];
+	char line[CONFIG_LINE_MAX], iobuf[BUFSIZ];
 	int lineno = 0;
 	FILE *f = fopen(path, "r");
+	struct stat st;
 
 	if (f == NULL) {
 		loader_error(ld, "%s: cannot read config file: %s", path, strerror(errno));
 		return -1;
 	}
+	/* stdio's own buffer would keep a copy of the file, key included, once freed */
+	setvbuf(f, iobuf, _IOFBF, sizeof iobuf);
 	while (fgets(line, sizeof line, f) != NULL) {
 		size_t n = strlen(line);
 		lineno++;
@@ -322,7 +377,13 @@ loader_file(struct loader *ld, const char *path)
 	}
 	if (ferror(f))
 		loader_error(ld, "%s: read error: %s", path, strerror(errno));
+	/* the file holds a key, whether or not the environment overrides it */
+	if (ld->set[key_find("api_token", 9) - keys].line > 0 && fstat(fileno(f), &st) == 0)
+		token_check_mode(ld, path, st.st_mode);
 	fclose(f);
+	/* the last line read may have been the key */
+	explicit_bzero(line, sizeof line);
+	explicit_bzero(iobuf, sizeof iobuf);
 	return 0;
 }
 
@@ -343,15 +404,25 @@ loader_env(struct loader *ld)
 		/* the environment wins over the file, so forget the file's line */
 		ld->set[i].line = 0;
 		loader_set(ld, &keys[i], v, strlen(v), name, 0);
+		if (strcmp(keys[i].name, "api_token") == 0) {
+			/* else any process of the same user reads it in /proc/PID/environ */
+			explicit_bzero((char *)v, strlen(v));
+			unsetenv(name);
+		}
 	}
 }
 
-/* Reads a token file: one line, trailing white space dropped. */
+/*
+ * Reads a token file: one line, trailing white space dropped. check_mode: warn
+ * when others can read it (systemd's credentials are the service's alone).
+ */
 static char *
-token_read_file(struct loader *ld, const char *path, const char *where)
+token_read_file(struct loader *ld, const char *path, const char *where, int check_mode)
 {
 	char buf[CONFIG_TOKEN_MAX + 2];
+	char *tok;
 	size_t n;
+	struct stat st;
 	FILE *f = fopen(path, "r");
 
 	if (f == NULL) {
@@ -359,6 +430,10 @@ token_read_file(struct loader *ld, const char *path, const char *where)
 		    strerror(errno));
 		return NULL;
 	}
+	/* unbuffered: fread fills buf directly, and no stdio buffer keeps a copy */
+	setvbuf(f, NULL, _IONBF, 0);
+	if (check_mode && fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode))
+		token_check_mode(ld, path, st.st_mode);
 	n = fread(buf, 1, sizeof buf - 1, f);
 	if (ferror(f)) {
 		loader_error(ld, "%s: cannot read api_token_file '%s': %s", where, path,
@@ -370,11 +445,14 @@ token_read_file(struct loader *ld, const char *path, const char *where)
 	if (n > CONFIG_TOKEN_MAX) {
 		loader_error(ld, "%s: api token file '%s' is larger than %d bytes", where, path,
 		    CONFIG_TOKEN_MAX);
+		explicit_bzero(buf, sizeof buf);
 		return NULL;
 	}
 	while (n > 0 && isspace((unsigned char)buf[n - 1]))
 		n--;
-	return xstrndup(buf, n);
+	tok = loader_strndup(ld, buf, n);
+	explicit_bzero(buf, sizeof buf);
+	return tok;
 }
 
 /* A token becomes an HTTP header: refuse anything that could break it. */
@@ -408,23 +486,29 @@ token_resolve(struct loader *ld, struct config *cfg)
 
 	/* an environment value beats a file value, whichever of the two keys it is */
 	if (tok->value != NULL && (tok->line == 0 || file->value == NULL || file->line > 0)) {
-		cfg->api_token = xstrndup(tok->value, strlen(tok->value));
+		cfg->api_token = loader_strndup(ld, tok->value, strlen(tok->value));
 		snprintf(where, sizeof where, "api_token (%s)", tok->where);
 	} else if (file->value != NULL) {
 		snprintf(where, sizeof where, "api_token_file '%.1024s' (%s)", file->value, file->where);
-		cfg->api_token = token_read_file(ld, file->value, file->where);
+		cfg->api_token = token_read_file(ld, file->value, file->where, 1);
 	} else if (credir != NULL && *credir != '\0') {
 		char path[PATH_MAX];
-		snprintf(path, sizeof path, "%s/api_token", credir);
+		if ((size_t)snprintf(path, sizeof path, "%s/api_token", credir) >= sizeof path) {
+			loader_error(ld, "$CREDENTIALS_DIRECTORY: '%.200s...' is too long for a path",
+			    credir);
+			return;
+		}
 		/* other credentials may be passed without this one */
 		if (access(path, F_OK) != 0)
 			return;
 		snprintf(where, sizeof where, "systemd credential %.1024s", path);
-		cfg->api_token = token_read_file(ld, path, "$CREDENTIALS_DIRECTORY");
+		cfg->api_token = token_read_file(ld, path, "$CREDENTIALS_DIRECTORY", 0);
 	} else {
 		return;
 	}
-	cfg->api_token_origin = xstrndup(where, strlen(where));
+	cfg->api_token_origin = loader_strndup(ld, where, strlen(where));
+	if (cfg->api_token_origin == NULL)
+		return;
 	token_check(ld, cfg);
 }
 
@@ -448,7 +532,7 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 			return;
 		}
 		free(*(char **)dst);
-		*(char **)dst = xstrndup(v, strlen(v));
+		*(char **)dst = loader_strndup(ld, v, strlen(v));
 		break;
 	case KEY_URL: {
 		size_t n = strlen(v);
@@ -468,7 +552,7 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 		while (n > 0 && v[n - 1] == '/')
 			n--;
 		free(*(char **)dst);
-		*(char **)dst = xstrndup(v, n);
+		*(char **)dst = loader_strndup(ld, v, n);
 		break;
 	}
 	case KEY_RETENTION:
@@ -477,6 +561,16 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 		else if (config_parse_duration(v, (uint64_t *)dst) < 0)
 			loader_error(ld, "%s: %s: '%s' is not a duration (use e.g. 90d, 2160h) or "
 			    "forever", where, k->name, v);
+		break;
+	case KEY_BOOL:
+		if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "on") == 0 ||
+		    strcmp(v, "1") == 0)
+			*(int *)dst = 1;
+		else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 ||
+		    strcmp(v, "off") == 0 || strcmp(v, "0") == 0)
+			*(int *)dst = 0;
+		else
+			loader_error(ld, "%s: %s must be yes or no, got '%s'", where, k->name, v);
 		break;
 	case KEY_DURATION:
 		if (config_parse_duration(v, (uint64_t *)dst) < 0)
@@ -558,11 +652,71 @@ loader_bad(const struct loader *ld, const char *name)
 	return ld->nerr_key[key_find(name, strlen(name)) - keys] > 0;
 }
 
+/*
+ * Is the host of an http:// URL a loopback address, so that the key never
+ * leaves the machine? Anything unusual (a zone id, a short IPv4 form) is not.
+ */
+static int
+url_host_is_loopback(const char *url, char *host, size_t hostlen)
+{
+	const char *h = url + strlen("http://"), *end, *p;
+	unsigned char addr[sizeof(struct in6_addr)];
+
+	end = h + strcspn(h, "/?#");
+	/* user:password@ comes before the host */
+	for (p = h; p < end; p++)
+		if (*p == '@')
+			h = p + 1;
+	if (*h == '[') {
+		const char *close = memchr(h, ']', (size_t)(end - h));
+		if (close == NULL)
+			close = end;
+		h++;
+		end = close;
+	} else if ((p = memchr(h, ':', (size_t)(end - h))) != NULL) {
+		end = p;
+	}
+	snprintf(host, hostlen, "%.*s", (int)(end - h), h);
+	if ((size_t)(end - h) >= hostlen)
+		return 0;
+	if (strcasecmp(host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, host, addr) == 1)
+		return addr[0] == 127;
+	if (inet_pton(AF_INET6, host, addr) == 1)
+		return IN6_IS_ADDR_LOOPBACK((struct in6_addr *)addr) ||
+		    (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)addr) && addr[12] == 127);
+	return 0;
+}
+
+/* The Bearer key must not cross a network in clear unless the operator says so. */
+static void
+config_check_url(struct loader *ld, const struct config *cfg)
+{
+	char host[256];
+
+	if (cfg->api_url == NULL || strncmp(cfg->api_url, "http://", 7) != 0 ||
+	    url_host_is_loopback(cfg->api_url, host, sizeof host))
+		return;
+	if (!cfg->allow_insecure_http) {
+		loader_error(ld, "%s: api_url uses http:// to '%s', which is not a loopback address: "
+		    "the API key would travel unencrypted; use https://, or set allow_insecure_http "
+		    "= yes if the network to that host is trusted",
+		    ld->set[key_find("api_url", 7) - keys].where, host);
+		return;
+	}
+	loader_warn(ld, "api_url uses http:// to '%s' (allow_insecure_http = yes, %s): the API "
+	    "key travels unencrypted", host,
+	    ld->set[key_find("allow_insecure_http", 19) - keys].where);
+}
+
 static void
 config_check(struct loader *ld, struct config *cfg)
 {
 	char *pqerr = NULL;
 	PQconninfoOption *opts;
+
+	config_check_url(ld, cfg);
 
 	/* a value that did not parse was reported already: check ranges of the rest */
 	if (cfg->poll_interval_ms < 1000 && !loader_bad(ld, "poll_interval"))
@@ -620,7 +774,7 @@ config_load(struct config *cfg, const char *path, int need_token, char *err, siz
 	if (path == NULL && access(CONFIG_DEFAULT_PATH, F_OK) == 0)
 		path = CONFIG_DEFAULT_PATH;
 	if (path != NULL) {
-		cfg->path = xstrndup(path, strlen(path));
+		cfg->path = loader_strndup(&ld, path, strlen(path));
 		loader_file(&ld, path);
 	}
 	loader_env(&ld);
@@ -633,9 +787,13 @@ config_load(struct config *cfg, const char *path, int need_token, char *err, siz
 		loader_error(&ld, "%s: no API key: set api_token or api_token_file, or "
 		    "VOZAGENT_API_TOKEN, or provide the systemd credential 'api_token'",
 		    path != NULL ? path : "(no config file)");
-	config_check(&ld, cfg);
+	/* after running out of memory, values are missing: nothing more to check */
+	if (!ld.oom)
+		config_check(&ld, cfg);
 	for (size_t i = 0; i < NKEYS; i++)
-		free(ld.set[i].value);
+		wipe_free(ld.set[i].value);
+	if (ld.warnused > 0)
+		cfg->warnings = loader_strndup(&ld, ld.warn, ld.warnused);
 	if (ld.nerr > 0) {
 		config_free(cfg);
 		return -1;
@@ -650,11 +808,10 @@ config_free(struct config *cfg)
 		&cfg->path, &cfg->api_url, &cfg->api_token, &cfg->api_token_origin,
 		&cfg->database_url, &cfg->source, &cfg->filter_status,
 		&cfg->filter_assistant_id, &cfg->filter_contact_id, &cfg->filter_call_type,
+		&cfg->warnings,
 	};
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
-		if (*strings[i] == cfg->api_token && cfg->api_token != NULL)
-			memset(cfg->api_token, 0, strlen(cfg->api_token));
-		free(*strings[i]);
+		wipe_free(*strings[i]);
 		*strings[i] = NULL;
 	}
 }

@@ -14,6 +14,7 @@ enum config_order { ORDER_AUTO, ORDER_OLDEST_FIRST, ORDER_NEWEST_FIRST };
 struct config {
 	char *path;               /* file read, or NULL when none was */
 	char *api_url;            /* without trailing slash */
+	int allow_insecure_http;  /* http:// to a host that is not loopback */
 	char *api_token;          /* secret: never log it */
 	char *api_token_origin;   /* where the token came from, for messages */
 	char *database_url;       /* "" = libpq defaults */
@@ -32,6 +33,7 @@ struct config {
 	char *filter_contact_id;
 	char *filter_call_type;
 	enum log_level log_level;
+	char *warnings;           /* to log at start, one per line; NULL = none */
 };
 
 /*
@@ -39,6 +41,7 @@ struct config {
  * it exists), then the environment. Returns 0, or -1 with every problem found
  * written to err, one per line, each naming the key and where it was set.
  * need_token: the command talks to the API, so a missing key is one of them.
+ * VOZAGENT_API_TOKEN is wiped from the environment once read.
  */
 int config_load(struct config *cfg, const char *path, int need_token, char *err,
     size_t errlen);

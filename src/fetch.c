@@ -1,4 +1,5 @@
 /* fetch: HTTP GETs through one libcurl multi handle driven by the libuv loop. */
+#define _DEFAULT_SOURCE  /* explicit_bzero */
 #include "fetch.h"
 
 #include <ctype.h>
@@ -20,7 +21,8 @@ struct fetch_req {
 	fetch_done_cb on_done;
 	void *arg;
 	int status_known, is_2xx;
-	size_t excerpt_len;
+	char *raw;                  /* start of a non-2xx body, before redaction */
+	size_t raw_len, raw_max;
 	struct fetch_result res;
 	char curl_err[CURL_ERROR_SIZE];
 	struct fetch_req *prev, *next;
@@ -31,6 +33,8 @@ struct fetch {
 	CURLM *multi;
 	uv_timer_t timer;
 	struct curl_slist *headers;
+	char *token;                /* to redact from error bodies */
+	const char *protocols;      /* the only ones a request may use */
 	long timeout_ms;
 	size_t max_body;
 	struct fetch_req *reqs;
@@ -60,13 +64,15 @@ fetch_global_cleanup(void)
 	curl_global_cleanup();
 }
 
-void
+int
 fetch_escape(const char *s, char *buf, size_t buflen)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t o = 0;
 
-	for (; *s != '\0' && o + 4 < buflen; s++) {
+	if (buflen == 0)
+		return -1;
+	for (; *s != '\0' && o + 4 <= buflen; s++) {
 		unsigned char c = (unsigned char)*s;
 		if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
 			buf[o++] = (char)c;
@@ -77,6 +83,79 @@ fetch_escape(const char *s, char *buf, size_t buflen)
 		}
 	}
 	buf[o] = '\0';
+	return *s == '\0' ? 0 : -1;
+}
+
+void
+fetch_redact(const char *in, size_t len, const char *secret, char *out, size_t outlen)
+{
+	static const char mark[] = "[redacted]";
+	size_t slen = secret != NULL ? strlen(secret) : 0, o = 0, i = 0;
+
+	if (outlen == 0)
+		return;
+	while (i < len && o + 1 < outlen) {
+		size_t left = len - i;
+		/* whole, or cut by the end of what was kept (a few bytes tell nothing) */
+		if (slen > 0 && ((left >= slen && memcmp(in + i, secret, slen) == 0) ||
+		    (left < slen && left >= 4 && memcmp(in + i, secret, left) == 0))) {
+			size_t take = sizeof mark - 1 < outlen - 1 - o ? sizeof mark - 1 : outlen - 1 - o;
+			memcpy(out + o, mark, take);
+			o += take;
+			i += left < slen ? left : slen;
+			continue;
+		}
+		out[o++] = in[i++];
+	}
+	out[o] = '\0';
+}
+
+/* Frees what may hold the key (a copy of it, or an error body that echoed it). */
+static void
+wipe_free(void *p, size_t n)
+{
+	if (p != NULL)
+		explicit_bzero(p, n);
+	free(p);
+}
+
+static void
+req_free(struct fetch_req *r)
+{
+	wipe_free(r->raw, r->raw_max);
+	free(r);
+}
+
+/*
+ * Keeps the start of an error body, with room for a key that starts inside the
+ * excerpt and ends past it, so that the redaction sees it whole.
+ */
+static void
+req_keep_body(struct fetch_req *r, const char *p, size_t n)
+{
+	if (r->raw == NULL) {
+		r->raw_max = sizeof r->res.excerpt - 1 + strlen(r->f->token);
+		r->raw = malloc(r->raw_max);
+		if (r->raw == NULL)
+			return;
+	}
+	if (n > r->raw_max - r->raw_len)
+		n = r->raw_max - r->raw_len;
+	memcpy(r->raw + r->raw_len, p, n);
+	r->raw_len += n;
+}
+
+/* Limits a request to f->protocols; -1 when this libcurl cannot, and it must not be sent. */
+static int
+fetch_restrict(const struct fetch *f, CURL *easy)
+{
+#if LIBCURL_VERSION_NUM >= 0x075500
+	return curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, f->protocols) == CURLE_OK ? 0 : -1;
+#else
+	long mask = strcmp(f->protocols, "https") == 0 ? CURLPROTO_HTTPS :
+	    CURLPROTO_HTTP | CURLPROTO_HTTPS;
+	return curl_easy_setopt(easy, CURLOPT_PROTOCOLS, mask) == CURLE_OK ? 0 : -1;
+#endif
 }
 
 static void
@@ -204,11 +283,7 @@ cb_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 	req_check_status(r);
 	r->res.body_bytes += n;
 	if (!r->is_2xx) {
-		size_t room = sizeof r->res.excerpt - 1 - r->excerpt_len;
-		size_t take = n < room ? n : room;
-		memcpy(r->res.excerpt + r->excerpt_len, ptr, take);
-		r->excerpt_len += take;
-		r->res.excerpt[r->excerpt_len] = '\0';
+		req_keep_body(r, ptr, n);
 		return r->res.body_bytes > FETCH_ERROR_BODY_MAX ? 0 : n;
 	}
 	if (r->res.body_bytes > r->f->max_body) {
@@ -270,11 +345,25 @@ fetch_new(uv_loop_t *loop, const struct fetch_opts *opts, char *err, size_t errl
 	struct fetch *f = calloc(1, sizeof *f);
 	char *auth = NULL;
 	size_t alen;
+	CURL *probe;
 
 	if (f == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	f->protocols = opts->allow_http ? "http,https" : "https";
+	/* the key must go nowhere but to the API: fail closed if requests cannot be limited */
+	probe = curl_easy_init();
+	if (probe == NULL || fetch_restrict(f, probe) < 0) {
+		snprintf(err, errlen, "this libcurl (%s) cannot limit requests to %s, so the API "
+		    "key could be sent elsewhere: refusing to start (libcurl 7.85 or later needed)",
+		    curl_version_info(CURLVERSION_NOW)->version, f->protocols);
+		if (probe != NULL)
+			curl_easy_cleanup(probe);
+		free(f);
+		return NULL;
+	}
+	curl_easy_cleanup(probe);
 	f->loop = loop;
 	f->timeout_ms = opts->timeout_ms;
 	f->max_body = opts->max_body_bytes;
@@ -297,12 +386,12 @@ fetch_new(uv_loop_t *loop, const struct fetch_opts *opts, char *err, size_t errl
 	if (auth != NULL) {
 		snprintf(auth, alen, "Authorization: Bearer %s", opts->bearer_token);
 		f->headers = curl_slist_append(NULL, auth);
-		memset(auth, 0, alen); /* the slist keeps its own copy */
-		free(auth);
+		wipe_free(auth, alen); /* the slist keeps its own copy */
 	}
 	if (f->headers != NULL)
 		f->headers = curl_slist_append(f->headers, "Accept: application/json");
-	if (f->headers == NULL) {
+	f->token = strdup(opts->bearer_token);
+	if (f->headers == NULL || f->token == NULL) {
 		snprintf(err, errlen, "out of memory");
 		fetch_free(f);
 		return NULL;
@@ -358,10 +447,9 @@ fetch_get(struct fetch *f, const char *url, fetch_data_cb on_data, fetch_done_cb
 	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	/* never follow redirects: a 3xx is reported, and the key goes nowhere else */
 	curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
-	if (curl_multi_add_handle(f->multi, r->easy) != CURLM_OK) {
+	if (fetch_restrict(f, r->easy) < 0 || curl_multi_add_handle(f->multi, r->easy) != CURLM_OK) {
 		curl_easy_cleanup(r->easy);
 		free(r);
 		return -1;
@@ -380,6 +468,8 @@ req_finish(struct fetch_req *r, CURLcode code)
 	struct fetch_result *res = &r->res;
 
 	req_check_status(r);
+	if (r->raw != NULL)
+		fetch_redact(r->raw, r->raw_len, r->f->token, res->excerpt, sizeof res->excerpt);
 	if (code != CURLE_OK && !res->aborted && res->error[0] == '\0') {
 		res->transport_error = 1;
 		snprintf(res->error, sizeof res->error, "%s%s%s", curl_easy_strerror(code),
@@ -407,7 +497,7 @@ fetch_check_done(struct fetch *f)
 		res = r->res;
 		req_unlink(r);
 		r->on_done(r->arg, &res);
-		free(r);
+		req_free(r);
 	}
 }
 
@@ -417,7 +507,7 @@ fetch_cancel(struct fetch *f)
 	while (f->reqs != NULL) {
 		struct fetch_req *r = f->reqs;
 		req_unlink(r);
-		free(r);
+		req_free(r);
 	}
 }
 
@@ -444,7 +534,12 @@ fetch_free(struct fetch *f)
 	f->multi = NULL;
 	while (f->socks != NULL)
 		fetch_sock_close(f->socks);
+	/* the slist holds "Authorization: Bearer <key>" */
+	for (struct curl_slist *h = f->headers; h != NULL; h = h->next)
+		explicit_bzero(h->data, strlen(h->data));
 	curl_slist_free_all(f->headers);
+	if (f->token != NULL)
+		wipe_free(f->token, strlen(f->token));
 	uv_timer_stop(&f->timer);
 	uv_close((uv_handle_t *)&f->timer, on_uv_timer_closed);
 }

@@ -10,6 +10,7 @@ struct fetch_opts {
 	const char *bearer_token;   /* copied; sent only in the Authorization header */
 	long timeout_ms;            /* whole request */
 	size_t max_body_bytes;      /* a longer 2xx body fails the request */
+	int allow_http;             /* else https only */
 };
 
 struct fetch_result {
@@ -19,7 +20,7 @@ struct fetch_result {
 	long retry_after_s;         /* Retry-After in seconds, -1 when absent */
 	size_t body_bytes;
 	char error[256];            /* what went wrong, for a person; "" on success */
-	char excerpt[256];          /* start of a non-2xx body, for messages */
+	char excerpt[256];          /* start of a non-2xx body, the key redacted, for messages */
 };
 
 /* Receives a 2xx body slice by slice; returns 0 to go on, -1 to abort. */
@@ -39,8 +40,13 @@ void fetch_cancel(struct fetch *f);
 int fetch_active(const struct fetch *f);
 /* Closes the libuv handles; the caller runs the loop once more to finish. */
 void fetch_free(struct fetch *f);
-/* Percent-encodes s for a query string into buf. */
-void fetch_escape(const char *s, char *buf, size_t buflen);
+/* Percent-encodes s for a query string into buf: 0, or -1 when it does not fit. */
+int fetch_escape(const char *s, char *buf, size_t buflen);
+/*
+ * Copies in[0..len) to out (terminated, cut to outlen) with every occurrence
+ * of secret, and a start of it cut by the end of in, replaced by "[redacted]".
+ */
+void fetch_redact(const char *in, size_t len, const char *secret, char *out, size_t outlen);
 
 int fetch_global_init(void);
 void fetch_global_cleanup(void);

@@ -8,6 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
 #include <uv.h>
 
 #include "config.h"
@@ -72,6 +75,23 @@ usage(FILE *out)
 	    "\n"
 	    "Every configuration key can also be set as VOZAGENT_<KEY> in the environment.\n",
 	    CONFIG_DEFAULT_PATH);
+}
+
+/* The configuration's warnings, one per line: to the log, or (-n) to stderr. */
+static void
+print_warnings(const char *warnings, int to_log)
+{
+	const char *w, *nl;
+
+	for (w = warnings; w != NULL; w = nl != NULL ? nl + 1 : NULL) {
+		int n;
+		nl = strchr(w, '\n');
+		n = nl != NULL ? (int)(nl - w) : (int)strlen(w);
+		if (to_log)
+			log_warnx("%.*s", n, w);
+		else
+			fprintf(stderr, "vozagent-sync: warning: %.*s\n", n, w);
+	}
 }
 
 /* Connects, migrates and takes the source's lock: 0 ready, 1 busy, -1 failed. */
@@ -192,6 +212,8 @@ run_loop(struct app *a)
 		.bearer_token = a->cfg.api_token,
 		.timeout_ms = (long)a->cfg.http_timeout_ms,
 		.max_body_bytes = (size_t)a->cfg.max_body_bytes,
+		/* config allowed http:// only for loopback or allow_insecure_http */
+		.allow_http = strncmp(a->cfg.api_url, "http://", 7) == 0,
 	};
 	struct fetch *fetch;
 	struct sync *sync;
@@ -252,9 +274,26 @@ main(int argc, char **argv)
 	const char *path = NULL, *cmdname;
 	char err[8192];
 	struct app a;
+	struct rlimit core;
 	int ch, code = EXIT_OK, found = 0, check_only = 0;
 
 	memset(&a, 0, sizeof a);
+	/*
+	 * The API key is in this process's memory: no core file, and no
+	 * ptrace or /proc/PID/mem for other processes of the same user.
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		perror("vozagent-sync: cannot make the process non-dumpable");
+		return EXIT_SOFTWARE;
+	}
+	/*
+	 * And no core file even where suid_dumpable would allow one; best effort:
+	 * the unit's LimitCORE=0 did it already, and a seccomp filter may refuse it.
+	 */
+	if (getrlimit(RLIMIT_CORE, &core) == 0 && (core.rlim_cur != 0 || core.rlim_max != 0)) {
+		core.rlim_cur = core.rlim_max = 0;
+		(void)setrlimit(RLIMIT_CORE, &core);
+	}
 	while ((ch = getopt_long(argc, argv, "c:hnV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -311,11 +350,13 @@ main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	if (check_only) {
+		print_warnings(a.cfg.warnings, 0);
 		printf("%s: configuration OK\n", a.cfg.path != NULL ? a.cfg.path : "(no file)");
 		config_free(&a.cfg);
 		return EXIT_OK;
 	}
 	log_init(a.cfg.log_level);
+	print_warnings(a.cfg.warnings, 1);
 	signal(SIGPIPE, SIG_IGN);
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 

@@ -125,28 +125,59 @@ on_uv_signal(uv_signal_t *h, int signum)
 	sched_end(s);
 }
 
+static void
+on_uv_closed(uv_handle_t *h)
+{
+	struct sched *s = h->data;
+
+	if (++s->closing == SCHED_NHANDLES)
+		free(s);
+}
+
 struct sched *
 sched_new(uv_loop_t *loop, struct sync *sync, uint64_t interval_ms, sched_prepare_cb prepare,
     void *arg)
 {
 	struct sched *s = calloc(1, sizeof *s);
+	uv_handle_t *handles[SCHED_NHANDLES];
+	int ninit = 0;
 
 	if (s == NULL)
 		return NULL;
+	/* in the order they are set up */
+	handles[0] = (uv_handle_t *)&s->tick;
+	handles[1] = (uv_handle_t *)&s->sigint;
+	handles[2] = (uv_handle_t *)&s->sigterm;
+	handles[3] = (uv_handle_t *)&s->sighup;
 	s->loop = loop;
 	s->sync = sync;
 	s->interval_ms = interval_ms;
 	s->prepare = prepare;
 	s->prepare_arg = arg;
 	s->prepare_backoff_ms = SCHED_PREPARE_BACKOFF_MIN_MS;
-	/* these cannot fail on Linux for a live loop; if one did, nothing to close yet */
-	if (uv_timer_init(loop, &s->tick) != 0 || uv_signal_init(loop, &s->sigint) != 0 ||
-	    uv_signal_init(loop, &s->sigterm) != 0 || uv_signal_init(loop, &s->sighup) != 0) {
-		log_errx("cannot set up the event loop's timer and signals");
-		abort();
+	if (uv_timer_init(loop, &s->tick) == 0)
+		ninit = 1;
+	if (ninit == 1 && uv_signal_init(loop, &s->sigint) == 0)
+		ninit = 2;
+	if (ninit == 2 && uv_signal_init(loop, &s->sigterm) == 0)
+		ninit = 3;
+	if (ninit == 3 && uv_signal_init(loop, &s->sighup) == 0)
+		ninit = 4;
+	if (ninit == SCHED_NHANDLES) {
+		s->tick.data = s->sigint.data = s->sigterm.data = s->sighup.data = s;
+		return s;
 	}
-	s->tick.data = s->sigint.data = s->sigterm.data = s->sighup.data = s;
-	return s;
+	/* the handles set up so far are closed on the loop's next turn, which frees s */
+	if (ninit == 0) {
+		free(s);
+		return NULL;
+	}
+	s->closing = SCHED_NHANDLES - ninit;
+	for (int i = 0; i < ninit; i++) {
+		handles[i]->data = s;
+		uv_close(handles[i], on_uv_closed);
+	}
+	return NULL;
 }
 
 int
@@ -165,15 +196,6 @@ const struct sched_outcome *
 sched_outcome(const struct sched *s)
 {
 	return &s->out;
-}
-
-static void
-on_uv_closed(uv_handle_t *h)
-{
-	struct sched *s = h->data;
-
-	if (++s->closing == SCHED_NHANDLES)
-		free(s);
 }
 
 void

@@ -22,6 +22,7 @@ struct sched_outcome {
 
 struct sched;
 
+/* NULL when the loop's handles cannot be set up; run the loop once more to free them. */
 struct sched *sched_new(uv_loop_t *loop, struct sync *sync, uint64_t interval_ms,
     sched_prepare_cb prepare, void *arg);
 /* Arms the timetable; uv_run() then returns when the job is over. */

@@ -747,16 +747,31 @@ int
 store_lock_source(struct store *s, const char *source)
 {
 	const char *params[1] = { source };
-	PGresult *res = store_run(s, STMT_LOCK_SOURCE, params, PGRES_TUPLES_OK);
+	PGresult *res;
+	char *copy = NULL;
 	int got;
 
-	if (res == NULL)
+	/* copied first: a lock taken but not remembered would not be taken again on reconnect */
+	if (s->locked_source == NULL || strcmp(s->locked_source, source) != 0) {
+		copy = strdup(source);
+		if (copy == NULL) {
+			snprintf(s->err, sizeof s->err, "out of memory taking the lock of source '%s'",
+			    source);
+			return -1;
+		}
+	}
+	res = store_run(s, STMT_LOCK_SOURCE, params, PGRES_TUPLES_OK);
+	if (res == NULL) {
+		free(copy);
 		return -1;
+	}
 	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
-	if (got && (s->locked_source == NULL || strcmp(s->locked_source, source) != 0)) {
+	if (got && copy != NULL) {
 		free(s->locked_source);
-		s->locked_source = strdup(source);
+		s->locked_source = copy;
+	} else {
+		free(copy);
 	}
 	return got ? 0 : 1;
 }

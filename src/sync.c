@@ -10,6 +10,7 @@
 
 #include "anchor.h"
 #include "decide.h"
+#include "buf.h"
 #include "log.h"
 #include "parse.h"
 #include "rows.h"
@@ -27,6 +28,7 @@
 #define SYNC_WINDOW_RING 64                   /* pages remembered to place the lookback window */
 #define SYNC_MAX_TRACKED 200000               /* unfinished calls tracked in one pass */
 #define SYNC_FUTURE_SLACK_US (86400LL * 1000000) /* a start later than now + this is not a cursor */
+#define SYNC_URL_MAX (64 * 1024)              /* no server takes a longer request URL */
 
 /*
  * A pass is a sequence of scans. Each scan pages through one listing
@@ -96,7 +98,7 @@ struct sync {
 
 	/* the current scan */
 	enum scan_kind scan;
-	char scan_value[512];          /* SCAN_CONTACT: the contact_id */
+	char *scan_value;              /* SCAN_CONTACT: the contact_id */
 	int64_t offset;                /* of the page being fetched */
 	int64_t step;                  /* oldest-first: how far the window probe steps back */
 	int probing;                   /* oldest-first: first page, checking the start */
@@ -113,7 +115,7 @@ struct sync {
 	uint64_t throttle_ms;          /* least gap between requests since a 429 */
 	int db_attempt;
 	enum db_redo db_redo;
-	char url[4096];                /* of the request in flight, for messages */
+	char *url;                     /* of the request in flight, for messages */
 
 	/* refreshing unfinished calls */
 	char **tracked;                /* ids listed as in-progress this pass */
@@ -272,6 +274,8 @@ on_uv_timer_closed(uv_handle_t *h)
 	rows_free(s->rows);
 	anchor_free(s->anchor);
 	anchor_free(s->start_keys);
+	free(s->scan_value);
+	free(s->url);
 	free(s);
 }
 
@@ -345,31 +349,61 @@ sync_stop(struct sync *s)
 		sync_end(s, "interrupted", "stopped by a signal");
 }
 
-/* Appends "&key=escaped(value)" to url. */
-static void
-url_param(char *url, size_t cap, const char *key, const char *value)
+/* Appends "&key=escaped(value)" to url: 0, or -1 past its cap. */
+static int
+url_param(struct buf *url, const char *key, const char *value)
 {
-	size_t n = strlen(url);
-	char esc[1536];
+	size_t klen;
 
 	if (value == NULL)
-		return;
-	fetch_escape(value, esc, sizeof esc);
-	snprintf(url + n, cap - n, "&%s=%s", key, esc);
+		return 0;
+	klen = strlen(key);
+	/* "&key=", at most three bytes per byte of value, and the terminator */
+	if (buf_reserve(url, klen + 2 + 3 * strlen(value) + 1) < 0)
+		return -1;
+	url->data[url->len++] = '&';
+	memcpy(url->data + url->len, key, klen);
+	url->len += klen;
+	url->data[url->len++] = '=';
+	if (fetch_escape(value, url->data + url->len, url->cap - url->len) < 0)
+		return -1;
+	url->len += strlen(url->data + url->len);
+	return 0;
 }
 
-static void
-sync_build_url(struct sync *s, char *url, size_t cap)
+/* s->url for the page at s->offset: 0, or -1 with s->err set (never a cut URL). */
+static int
+sync_build_url(struct sync *s)
 {
 	const struct config *c = s->cfg;
 	int contact_scan = s->scan == SCAN_CONTACT;
+	struct buf url;
+	int n;
 
-	snprintf(url, cap, "%s/calls?limit=%d&offset=%" PRId64, c->api_url, c->page_size,
+	buf_init(&url, SYNC_URL_MAX);
+	n = snprintf(NULL, 0, "%s/calls?limit=%d&offset=%" PRId64, c->api_url, c->page_size,
 	    s->offset);
-	url_param(url, cap, "status", s->scan == SCAN_UNFINISHED ? "in-progress" : c->filter_status);
-	url_param(url, cap, "contact_id", contact_scan ? s->scan_value : c->filter_contact_id);
-	url_param(url, cap, "assistant_id", c->filter_assistant_id);
-	url_param(url, cap, "call_type", c->filter_call_type);
+	if (n >= 0 && buf_reserve(&url, (size_t)n + 1) == 0) {
+		snprintf(url.data, url.cap, "%s/calls?limit=%d&offset=%" PRId64, c->api_url,
+		    c->page_size, s->offset);
+		url.len = (size_t)n;
+		if (url_param(&url, "status", s->scan == SCAN_UNFINISHED ? "in-progress" :
+		    c->filter_status) == 0 &&
+		    url_param(&url, "contact_id", contact_scan ? s->scan_value :
+		    c->filter_contact_id) == 0 &&
+		    url_param(&url, "assistant_id", c->filter_assistant_id) == 0 &&
+		    url_param(&url, "call_type", c->filter_call_type) == 0) {
+			free(s->url);
+			s->url = url.data;
+			return 0;
+		}
+	}
+	buf_free(&url);
+	snprintf(s->err, sizeof s->err, "cannot build the request URL: it would be longer than "
+	    "%d bytes (or memory is out)%s", SYNC_URL_MAX, contact_scan ?
+	    "; the contact_id of a call to refresh is that long" :
+	    "; check the filters in the configuration");
+	return -1;
 }
 
 static int
@@ -384,7 +418,8 @@ sync_fetch_now(struct sync *s)
 	s->joined = 0;
 	s->page_new = 0;
 	s->meets_start = 0;
-	sync_build_url(s, s->url, sizeof s->url);
+	if (sync_build_url(s) < 0)
+		return -1;
 	log_debug("GET %s", s->url);
 	s->stats.requests++;
 	if (fetch_get(s->fetch, s->url, cb_data, on_fetch_done, s) < 0) {
@@ -1051,7 +1086,13 @@ sync_next_scan(struct sync *s)
 	if (s->scan == SCAN_UNFINISHED || s->scan == SCAN_CONTACT) {
 		contact = sync_next_contact(s);
 		if (contact != NULL) {
-			snprintf(s->scan_value, sizeof s->scan_value, "%s", contact);
+			char *value = strdup(contact);
+			if (value == NULL) {
+				sync_finish(s, SYNC_ERR_STORE, "out of memory");
+				return;
+			}
+			free(s->scan_value);
+			s->scan_value = value;
 			sync_go_scan(s, SCAN_CONTACT, 0);
 			return;
 		}

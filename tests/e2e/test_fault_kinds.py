@@ -251,7 +251,7 @@ def exhausted():
         # Nothing listening, and no such host.
         for label, url, mention in (
                 ("connection refused", "http://127.0.0.1:%d/v1" % fl.closed_port(), "onnect"),
-                ("DNS failure", "http://nonexistent.invalid/v1", "resolve")):
+                ("DNS failure", "https://nonexistent.invalid/v1", "resolve")):
             fl.reset_mirror(c)
             r = c.run("backfill", env=dict(BASE_ENV, VOZAGENT_API_URL=url), timeout=60)
             run = gave_up(r, label, mention)

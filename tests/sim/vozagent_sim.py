@@ -131,6 +131,9 @@ Fault injection (issue 4)
       429                      JSON body, Retry-After: retry_after ("1"; seconds or an
                                HTTP-date string; null = no header)
       502 504                  an HTML proxy error page
+      echo_headers             "status" (502, or 400) from a debugging proxy whose page
+                               echoes the request line and headers (Authorization
+                               included), after "pad" (0) bytes of filler
       reset                    no answer: the connection is closed with a TCP RST
                                (SO_LINGER 0)
       hang                     no answer: the connection is held until the client closes
@@ -963,7 +966,7 @@ class Mutator:
 # --------------------------------------------------------------- faults ----
 
 STATUS_FAULTS = {"400": 400, "401": 401, "403": 403, "429": 429, "500": 500, "502": 502,
-                 "503": 503, "504": 504}
+                 "503": 503, "504": 504, "echo_headers": 502}
 BODY_FAULTS = ("html", "json_error", "invalid_json", "not_objects", "huge", "bad_records",
                "nul", "oversize")
 WIRE_FAULTS = ("reset", "hang", "slow", "cut")
@@ -982,6 +985,8 @@ FAULT_PARAMS = {
     "503": {"retry_after": (None, lambda v: v is None or isinstance(v, str) or
                             (_is_int(v) and v >= 0))},
     "hang": {"seconds": (120, lambda v: _num(v) and 0 < v <= 3600)},
+    "echo_headers": {"pad": (0, lambda v: _is_int(v) and 0 <= v <= 65536),
+                     "status": (502, lambda v: v in (400, 502))},
     "slow": {"bytes_per_second": (256, _pos_int)},
     "cut": {"fraction": (0.5, lambda v: _num(v) and 0 < v < 1),
             "rst": (False, lambda v: isinstance(v, bool)),
@@ -1356,7 +1361,7 @@ class Handler(BaseHTTPRequestHandler):
                 entry["status"] = 200 if page is not None else code
                 entry["returned"] = len(texts) if texts is not None else None
             else:
-                entry["status"] = STATUS_FAULTS.get(fault["kind"],
+                entry["status"] = fault.get("status") or STATUS_FAULTS.get(fault["kind"],
                                                     None if fault["kind"] in ("reset", "hang")
                                                     else 200)
                 entry["returned"] = len(texts) if texts is not None else None
@@ -1425,12 +1430,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _status_fault(self, spec):
         kind = spec["kind"]
-        code = STATUS_FAULTS[kind]
+        code = spec.get("status") or STATUS_FAULTS[kind]
         headers = []
         if spec.get("retry_after") is not None:
             headers.append(("Retry-After", str(spec["retry_after"])))
         if kind == "401":
             headers.append(("WWW-Authenticate", 'Bearer realm="vozagent"'))
+        if kind == "echo_headers":
+            body = "." * spec["pad"] + "502 Bad Gateway\n%s\n%s" % (
+                self.requestline, "".join("%s: %s\n" % kv for kv in self.headers.items()))
+            self._send(code, body, ctype="text/plain; charset=utf-8", headers=headers)
+            return None
         if spec.get("body_hex") is not None:     # any bytes, valid UTF-8 or not
             self._send(code, bytes.fromhex(spec["body_hex"]), ctype="text/plain",
                        headers=headers)

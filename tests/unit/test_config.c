@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include "config.h"
 #include "test.h"
 
@@ -781,7 +783,10 @@ test_token_env_wins(void)
 	ASSERT_CONTAINS(cfg.api_token_origin, "VOZAGENT_API_TOKEN");
 	config_free(&cfg);
 
+	/* read once, then gone from the environment (and /proc/PID/environ) */
+	setenv("VOZAGENT_API_TOKEN", "tok-env", 1);
 	ASSERT_EQ_INT(load("api_token = tok-config\n"), 0);
+	ASSERT_TRUE(getenv("VOZAGENT_API_TOKEN") == NULL);
 	ASSERT_EQ_STR(cfg.api_token, "tok-env");
 	config_free(&cfg);
 	unsetenv("VOZAGENT_API_TOKEN");
@@ -834,6 +839,115 @@ test_token_never_in_errors(void)
 	ASSERT_NOT_CONTAINS(err, "LEAKCHECK");
 }
 
+/* ---- the key's safety: transport and file modes ---- */
+
+static void
+test_http_refused_for_remote_hosts(void)
+{
+	static const char *remote[] = {
+		"http://api.vozagent.ai/v1", "http://10.0.0.5:8080/v1", "http://user:pw@example.com",
+		"http://[2001:db8::1]/v1", "http://127.1/v1", "http://localhost.example.com/v1",
+		"http://128.0.0.1/", "http://[::2]/",
+	};
+	char text[256];
+
+	for (size_t i = 0; i < sizeof remote / sizeof remote[0]; i++) {
+		snprintf(text, sizeof text, "source = s\napi_url = %s\n", remote[i]);
+		ASSERT_EQ_INT(load(text), -1);
+		ASSERT_ERR_LINE(2, "api_url uses http://");
+		ASSERT_ERR_LINE(2, "allow_insecure_http");
+		ASSERT_EQ_INT(err_lines(), 1);
+	}
+	/* from the environment, the variable is named */
+	setenv("VOZAGENT_API_URL", "http://api.vozagent.ai/v1", 1);
+	ASSERT_EQ_INT(load("source = s\n"), -1);
+	ASSERT_CONTAINS(err, "VOZAGENT_API_URL: api_url uses http:// to 'api.vozagent.ai'");
+}
+
+static void
+test_http_allowed_for_loopback(void)
+{
+	static const char *local[] = {
+		"http://127.0.0.1:8080/v1", "http://127.255.3.4/v1", "http://localhost:1/v1",
+		"http://LOCALHOST/v1", "http://[::1]:8080/v1", "http://u:p@127.0.0.1/v1",
+		"http://[::ffff:127.0.0.1]/v1", "https://api.vozagent.ai/v1",
+	};
+	char text[256];
+
+	for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
+		snprintf(text, sizeof text, "api_url = %s\n", local[i]);
+		ASSERT_EQ_INT(load(text), 0);
+		ASSERT_TRUE(cfg.warnings == NULL);
+		config_free(&cfg);
+	}
+}
+
+static void
+test_http_allowed_when_insecure_is_set(void)
+{
+	ASSERT_EQ_INT(load("api_url = http://api.vozagent.ai/v1\nallow_insecure_http = yes\n"), 0);
+	ASSERT_EQ_INT(cfg.allow_insecure_http, 1);
+	ASSERT_CONTAINS(cfg.warnings, "api_url uses http:// to 'api.vozagent.ai'");
+	ASSERT_CONTAINS(cfg.warnings, "unencrypted");
+	config_free(&cfg);
+
+	ASSERT_EQ_INT(load("api_url = http://api.vozagent.ai/v1\nallow_insecure_http = no\n"), -1);
+	ASSERT_ERR_LINE(1, "api_url uses http://");
+
+	ASSERT_EQ_INT(load("allow_insecure_http = maybe\n"), -1);
+	ASSERT_ERR_LINE(1, "allow_insecure_http must be yes or no, got 'maybe'");
+}
+
+static void
+test_token_file_mode_warning(void)
+{
+	char text[PATH_MAX + 64], want[PATH_MAX + 128];
+	const char *tokpath = tmp_file("token", "tok-from-file\n");
+
+	snprintf(text, sizeof text, "api_token_file = %s\n", tokpath);
+	chmod(tokpath, 0600);
+	ASSERT_EQ_INT(load(text), 0);
+	ASSERT_TRUE(cfg.warnings == NULL);
+	config_free(&cfg);
+
+	chmod(tokpath, 0644);
+	ASSERT_EQ_INT(load(text), 0);
+	snprintf(want, sizeof want, "%s holds the API key and is readable by group/others "
+	    "(mode 0644): chmod 600 it", tokpath);
+	ASSERT_CONTAINS(cfg.warnings, want);
+	config_free(&cfg);
+
+	/* the key in the config file itself */
+	ASSERT_EQ_INT(load("api_token = tok-config\n"), 0);
+	chmod(conf_path, 0640);
+	config_free(&cfg);
+	ASSERT_EQ_INT(config_load(&cfg, conf_path, 0, err, sizeof err), 0);
+	snprintf(want, sizeof want, "%s holds the API key and is readable by group/others "
+	    "(mode 0640)", conf_path);
+	ASSERT_CONTAINS(cfg.warnings, want);
+	config_free(&cfg);
+	/* the file still holds a key when the environment's wins */
+	chmod(conf_path, 0604);
+	setenv("VOZAGENT_API_TOKEN", "tok-env", 1);
+	ASSERT_EQ_INT(config_load(&cfg, conf_path, 0, err, sizeof err), 0);
+	ASSERT_EQ_STR(cfg.api_token, "tok-env");
+	snprintf(want, sizeof want, "%s holds the API key and is readable by group/others "
+	    "(mode 0604)", conf_path);
+	ASSERT_CONTAINS(cfg.warnings, want);
+	config_free(&cfg);
+	chmod(conf_path, 0600);
+	ASSERT_EQ_INT(config_load(&cfg, conf_path, 0, err, sizeof err), 0);
+	ASSERT_TRUE(cfg.warnings == NULL);
+	config_free(&cfg);
+
+	/* a readable config file without the key is no concern */
+	ASSERT_EQ_INT(load("source = s\n"), 0);
+	chmod(conf_path, 0644);
+	config_free(&cfg);
+	ASSERT_EQ_INT(config_load(&cfg, conf_path, 0, err, sizeof err), 0);
+	ASSERT_TRUE(cfg.warnings == NULL);
+}
+
 static const struct test_case tests[] = {
 	TEST(test_duration_valid),
 	TEST(test_duration_invalid),
@@ -868,6 +982,10 @@ static const struct test_case tests[] = {
 	TEST(test_token_from_credentials_directory),
 	TEST(test_token_env_wins),
 	TEST(test_token_never_in_errors),
+	TEST(test_http_refused_for_remote_hosts),
+	TEST(test_http_allowed_for_loopback),
+	TEST(test_http_allowed_when_insecure_is_set),
+	TEST(test_token_file_mode_warning),
 };
 
 int

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Error paths a healthy machine never takes, reached with the failpoints module
+(LD_PRELOAD), end in a message and an exit code, never abort() or a false success:
+- the loop's signal handles cannot be set up: `once` and `run` exit 70 with a message
+  (the scheduler used to abort(), a SIGABRT and, under systemd, a core dump);
+- the source's name cannot be copied when its lock is taken: `once` fails with a
+  message instead of reporting success with the lock unrecorded (which left it not
+  taken again after a reconnect)."""
+
+import os
+import signal
+
+import harness as h
+from harness import check
+
+
+def preload_env(extra):
+    lib = os.environ.get("VOZAGENT_TEST_FAILPOINTS")
+    check(lib and os.path.exists(lib), "VOZAGENT_TEST_FAILPOINTS does not name the built "
+          "failpoints module (%r): run this through ctest" % lib)
+    env = {"LD_PRELOAD": lib,
+           # a sanitized binary would refuse a preload that comes before its runtime
+           "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") +
+                            ":verify_asan_link_order=0").lstrip(":")}
+    env.update(extra)
+    return env
+
+
+def signal_init_fails():
+    with h.Case("failpoint_signal", seed=95, calls=20) as c:
+        # uv_loop_init sets up one signal handle: the scheduler's first (1) or second (2)
+        # then fails, with its timer and the handles before set up and to be closed
+        for cmd, after in (("once", 1), ("run", 1), ("run", 2)):
+            r = c.run(cmd, env=preload_env({"E2E_FAIL_UV_SIGNAL_INIT": str(after)}),
+                      timeout=60)
+            check(r.rc != -signal.SIGABRT, "%s aborted (SIGABRT)" % cmd)
+            c.expect_rc(r, 70, "%s when signal handle %d cannot be set up" % (cmd, after))
+            check("cannot set up the scheduler" in r.err,
+                  "%s: no message says why:\n%s" % (cmd, h.tail(r.err, 5)))
+            check("handles still open" not in r.err,
+                  "%s: the handles set up were not closed:\n%s" % (cmd, h.tail(r.err, 5)))
+        # the control: the module alone changes nothing
+        c.expect_rc(c.run("once", env=preload_env({})), 0, "once with the module, no failpoint")
+        c.assert_exact("after once")
+
+
+def lock_copy_fails():
+    with h.Case("failpoint_lock", seed=96, calls=20, source="e2e-lock-copy") as c:
+        r = c.run("once", env=preload_env({"E2E_FAIL_STRDUP": c.source}), timeout=60)
+        check(r.rc != 0, "once reported success though the lock of its source could not be "
+              "recorded")
+        check("out of memory taking the lock of source 'e2e-lock-copy'" in r.err,
+              "no message says the lock could not be recorded:\n%s" % h.tail(r.err, 5))
+        check(c.count_calls() == 0, "calls were written without the lock recorded")
+        h.log("lock copy fails: exit %s, %s" % (r.rc, h.tail(r.err, 1)))
+        c.expect_rc(c.run("once", env=preload_env({})), 0, "once with the module, no failpoint")
+        c.assert_exact("after once")
+
+
+if __name__ == "__main__":
+    h.main([("no abort when the loop's handles cannot be set up", signal_init_fails),
+            ("no false success when the lock cannot be recorded", lock_copy_fails)])
