@@ -89,19 +89,6 @@ anchor_count(const struct anchor *a)
 	return n;
 }
 
-/* FNV-1a, 64 bits: a stable stand-in for records without a usable id. */
-static uint64_t
-fnv1a(const char *s, size_t len)
-{
-	uint64_t h = 14695981039346656037ull;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 void
 anchor_key(const struct record *rec, char *key)
 {
@@ -113,10 +100,10 @@ anchor_key(const struct record *rec, char *key)
 		key[id->len] = '\0';
 	} else if (id->type == JSON_STRING) {
 		snprintf(key, ANCHOR_KEY_MAX + 1, "#id:%016llx",
-		    (unsigned long long)fnv1a(id->text, id->len));
+		    (unsigned long long)idset_hash(id->text, id->len));
 	} else {
 		snprintf(key, ANCHOR_KEY_MAX + 1, "#raw:%016llx",
-		    (unsigned long long)fnv1a(rec->raw, rec->raw_len));
+		    (unsigned long long)idset_hash(rec->raw, rec->raw_len));
 	}
 }
 
