@@ -336,7 +336,7 @@ class Sim:
             [sys.executable, SIM, "--port", "0", "--port-file", portfile, "--token", token,
              "--seed", str(seed), "--calls", str(calls), "--order", order, "--quiet"],
             stdout=self.logf, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while not os.path.exists(portfile):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()

@@ -38,7 +38,7 @@ class SimProc:
                                    "--token", TOKEN, "--quiet"] + list(args))
         t = time.monotonic()
         while not os.path.exists(pf):
-            assert self.p.poll() is None and time.monotonic() - t < 10, "sim did not start"
+            assert self.p.poll() is None and time.monotonic() - t < 60, "sim did not start"
             time.sleep(0.02)
         self.port = int(open(pf).read())
 
