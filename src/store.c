@@ -229,6 +229,7 @@ struct store {
 	bool prepared;           /* every statement of stmts[] is prepared on conn */
 	char *conninfo;          /* kept to reconnect */
 	char *locked_source;     /* the source lock to take again after reconnecting */
+	bool locked;             /* conn holds locked_source's lock */
 	char err[1024];
 };
 
@@ -304,6 +305,7 @@ store_close(struct store *s)
 		PQfinish(s->conn);
 	s->conn = NULL;
 	s->prepared = false;
+	s->locked = false;
 }
 
 struct store *
@@ -767,6 +769,7 @@ store_lock_source(struct store *s, const char *source)
 	}
 	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
+	s->locked = got;
 	if (got && copy != NULL) {
 		free(s->locked_source);
 		s->locked_source = copy;
@@ -783,6 +786,16 @@ store_ping(struct store *s)
 
 	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK)
 		return store_fail(s, NULL, "no connection to PostgreSQL");
+	/*
+	 * A reconnect that could not prepare or lock leaves a session good only
+	 * to record the end of its pass: the next one must start over.
+	 */
+	if (!s->prepared || (s->locked_source != NULL && !s->locked)) {
+		snprintf(s->err, sizeof s->err, "the PostgreSQL session is %s",
+		    !s->prepared ? "not prepared" : "without the source's lock");
+		s->conn_lost = 0;
+		return -1;
+	}
 	res = store_run(s, STMT_PING, NULL, PGRES_TUPLES_OK);
 	if (res == NULL)
 		return -1;
