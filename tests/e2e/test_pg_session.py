@@ -20,6 +20,8 @@
 - SIGTERM during an API request (no statement running): no cancel request is
   sent, so none can land on the statement that records the run's end, which is
   'interrupted' (a proxy holds any cancel request until that statement waits);
+- SIGTERM just after the connection was lost, its server now a black hole: the
+  daemon exits instead of blocking in a cancel request to that server;
 - connection defaults (tcp_user_timeout, target_session_attrs, client_encoding)
   are in effect, and database_url overrides the first two (debug log)."""
 
@@ -282,13 +284,16 @@ def sigterm_cancels_statement():
 
 class CancelHoldingProxy:
     """TCP on 127.0.0.1 to the cluster's unix socket. A cancel request is answered
-    (its connection closed, as the postmaster does) but held until release()."""
+    (its connection closed, as the postmaster does) but held until release().
+    blackhole() cuts the sessions; then connections are accepted, never answered."""
 
     CANCEL_CODE = 80877102
 
     def __init__(self, pg):
         self.target = os.path.join(pg.vars["PGHOST"], ".s.PGSQL.%s" % pg.vars["PGPORT"])
         self.held = []
+        self.socks = []
+        self.dark = False
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.bind(("127.0.0.1", 0))
         self.lsock.listen(16)
@@ -301,6 +306,9 @@ class CancelHoldingProxy:
                 cl, _ = self.lsock.accept()
             except OSError:
                 return
+            self.socks.append(cl)
+            if self.dark:
+                continue
             threading.Thread(target=self._serve, args=(cl,), daemon=True).start()
 
     def _serve(self, cl):
@@ -323,6 +331,7 @@ class CancelHoldingProxy:
             cl.close()
             return
         up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.socks.append(up)
         up.connect(self.target)
         up.sendall(head)
         threading.Thread(target=self._pump, args=(cl, up), daemon=True).start()
@@ -356,8 +365,18 @@ class CancelHoldingProxy:
         self.held = []
         return n
 
+    def blackhole(self):
+        self.dark = True
+        for x in self.socks:
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self):
         self.lsock.close()
+        for x in self.socks:
+            x.close()
 
 
 def sigterm_outside_statement():
@@ -416,6 +435,28 @@ def sigterm_outside_statement():
             proxy.close()
 
 
+def sigterm_after_connection_lost():
+    with h.Case("pgs_sigterm_lost", seed=480, calls=300, page_size=10) as c:
+        c.expect_rc(c.run("migrate"), 0)
+        proxy = CancelHoldingProxy(c.pg)
+        try:
+            url = "host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable" % (
+                proxy.port, c.pg.vars["PGUSER"], c.db)
+            c.sim.config(delay_ms=40)
+            p = c.spawn("run", env={"VOZAGENT_DATABASE_URL": url})
+            c.wait_for("60 calls committed", lambda: p.poll() is not None or
+                       c.count_calls() >= 60, timeout=60)
+            check(p.poll() is None, "run exited (%s)" % p.returncode)
+            proxy.blackhole()
+            # the first reconnect comes a second later: SIGTERM before it
+            fl.wait_log(c, p, r"lost PostgreSQL", timeout=30)
+            h.terminate(p)
+            r = c.wait(p, 30)
+            c.expect_rc(r, 0, "run stopped by SIGTERM with its server a black hole")
+        finally:
+            proxy.close()
+
+
 def connection_defaults():
     with h.Case("pgs_conn_opts", seed=477, calls=5, env={"VOZAGENT_LOG_LEVEL": "debug"}) as c:
         r = c.run("migrate")
@@ -447,4 +488,5 @@ if __name__ == "__main__":
             ("a server that turns read-only under a pass", read_only_while_connected),
             ("SIGTERM during a blocked statement", sigterm_cancels_statement),
             ("SIGTERM during an API request", sigterm_outside_statement),
+            ("SIGTERM after the connection was lost", sigterm_after_connection_lost),
             ("connection defaults", connection_defaults)])
