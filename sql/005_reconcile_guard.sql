@@ -17,6 +17,18 @@ ALTER TABLE vozagent.sync_state ADD COLUMN backfill_wrap_to bigint;
 ALTER TABLE vozagent.sync_state ADD COLUMN backfill_refused_at timestamptz;
 ALTER TABLE vozagent.sync_state ADD COLUMN backfill_refusal text;
 
+-- Fresh statistics of the seen sets. ANALYZE needs the table's owner, and the
+-- writer role is not: this one statement runs with the owner's rights, with a
+-- search_path no caller can put objects in ahead of pg_catalog.
+CREATE FUNCTION vozagent.analyze_backfill_seen() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    ANALYZE vozagent.backfill_seen;
+END
+$$;
+-- Only the roles granted it (docs/writer-role.sql) may have the owner analyze.
+REVOKE EXECUTE ON FUNCTION vozagent.analyze_backfill_seen() FROM PUBLIC;
+
 -- Calls of the source a backfill generation did not see, and the live calls
 -- it would mark them among. Read-only: the caller decides whether to mark.
 CREATE FUNCTION vozagent.backfill_unseen(p_source text, p_gen bigint,
@@ -25,7 +37,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     -- The set was just filled: without fresh statistics the planner can pick
     -- a nested loop over it that is quadratic in the size of the mirror.
-    ANALYZE vozagent.backfill_seen;
+    PERFORM vozagent.analyze_backfill_seen();
     SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM vozagent.backfill_seen s
                                                WHERE s.source = p_source AND s.id = c.id
                                                  AND s.gen = p_gen)),

@@ -229,6 +229,7 @@ struct store {
 	bool prepared;           /* every statement of stmts[] is prepared on conn */
 	char *conninfo;          /* kept to reconnect */
 	char *locked_source;     /* the source lock to take again after reconnecting */
+	bool locked;             /* conn holds locked_source's lock */
 	char err[1024];
 };
 
@@ -237,9 +238,13 @@ struct store {
  * see SIGTERM until it ends (up to statement_timeout). A real signal handler
  * cancels the statement in flight (PQcancel is async-signal-safe), remembers
  * the stop, and hands the signal on to the handler it replaced (libuv's).
+ * It cancels only while a statement runs (store_in_statement): a request sent
+ * with none running may land on the next one, the recording of the run's end,
+ * and one sent to a server that is gone may block the handler in its connect.
  */
 static PGcancel *volatile store_signal_cancel;
 static volatile sig_atomic_t store_signalled;
+static volatile sig_atomic_t store_in_statement;
 static struct {
 	int signum;
 	struct sigaction prev;
@@ -253,7 +258,7 @@ on_store_signal(int signum, siginfo_t *info, void *context)
 	char buf[256];
 
 	store_signalled = 1;
-	if (cancel != NULL)
+	if (cancel != NULL && store_in_statement)
 		(void)PQcancel(cancel, buf, sizeof buf);
 	for (size_t i = 0; i < sizeof store_chain / sizeof store_chain[0]; i++) {
 		const struct sigaction *prev = &store_chain[i].prev;
@@ -304,6 +309,7 @@ store_close(struct store *s)
 		PQfinish(s->conn);
 	s->conn = NULL;
 	s->prepared = false;
+	s->locked = false;
 }
 
 struct store *
@@ -383,6 +389,12 @@ store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
 		snprintf(s->err + n, sizeof s->err - n, " (the server is read-only)");
 	}
 	s->conn_lost = s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK;
+	if (s->conn_lost && s->cancel != NULL) {
+		/* the server is gone: nothing to cancel there, and it may not answer */
+		store_signal_cancel = NULL;
+		PQfreeCancel(s->cancel);
+		s->cancel = NULL;
+	}
 	return -1;
 }
 
@@ -402,9 +414,13 @@ store_exec(struct store *s, const char *sql, const char *what)
 	PGresult *res;
 	int ok;
 
-	if (store_signalled)
+	store_in_statement = 1;
+	if (store_signalled) {
+		store_in_statement = 0;
 		return store_stopping_fail(s, what);
+	}
 	res = PQexec(s->conn, sql);
+	store_in_statement = 0;
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
 	if (!ok)
 		store_fail(s, res, "%s", what);
@@ -417,7 +433,10 @@ store_run(struct store *s, enum stmt_id id, const char *const *params, ExecStatu
 {
 	PGresult *res;
 
+	/* the run's end is recorded even when stopping: a stop must not cancel it */
+	store_in_statement = id != STMT_RUN_FINISH;
 	if (store_signalled && id != STMT_RUN_FINISH) {
+		store_in_statement = 0;
 		store_stopping_fail(s, stmts[id].name);
 		return NULL;
 	}
@@ -428,6 +447,7 @@ store_run(struct store *s, enum stmt_id id, const char *const *params, ExecStatu
 	else
 		res = PQexecParams(s->conn, stmts[id].sql, stmts[id].nparams, NULL, params, NULL,
 		    NULL, 0);
+	store_in_statement = 0;
 	if (PQresultStatus(res) != want) {
 		store_fail(s, res, "statement %s failed", stmts[id].name);
 		PQclear(res);
@@ -517,10 +537,13 @@ store_check_encoding(struct store *s)
 static int
 store_check_writable(struct store *s)
 {
-	PGresult *res = PQexec(s->conn,
-	    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')::bool");
+	PGresult *res;
 	bool recovery, read_only;
 
+	store_in_statement = 1;
+	res = PQexec(s->conn,
+	    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')::bool");
+	store_in_statement = 0;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		store_fail(s, res, "cannot ask PostgreSQL whether it is writable");
 		PQclear(res);
@@ -629,7 +652,9 @@ store_prepare(struct store *s)
 	if (store_exec(s, stage_ddl, "cannot create the staging table") < 0)
 		return -1;
 	for (int i = 0; i < STMT_COUNT; i++) {
+		store_in_statement = 1;
 		res = PQprepare(s->conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
+		store_in_statement = 0;
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			store_fail(s, res, "cannot prepare statement %s", stmts[i].name);
 			PQclear(res);
@@ -645,10 +670,12 @@ store_prepare(struct store *s)
 static int
 store_schema_version(struct store *s, int *version)
 {
-	PGresult *res = PQexec(s->conn,
-	    "SELECT to_regclass('vozagent.schema_migrations') IS NOT NULL");
+	PGresult *res;
 	bool exists;
 
+	store_in_statement = 1;
+	res = PQexec(s->conn, "SELECT to_regclass('vozagent.schema_migrations') IS NOT NULL");
+	store_in_statement = 0;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		store_fail(s, res, "cannot look for vozagent.schema_migrations");
 		PQclear(res);
@@ -659,7 +686,9 @@ store_schema_version(struct store *s, int *version)
 	*version = 0;
 	if (!exists)
 		return 0;
+	store_in_statement = 1;
 	res = PQexec(s->conn, "SELECT coalesce(max(version), 0) FROM vozagent.schema_migrations");
+	store_in_statement = 0;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		store_fail(s, res, "cannot read vozagent.schema_migrations");
 		PQclear(res);
@@ -724,9 +753,11 @@ store_migrate(struct store *s, int *applied)
 		if (store_exec(s, migrations[i].sql, migrations[i].name) < 0)
 			goto fail;
 		snprintf(ver, sizeof ver, "%d", migrations[i].version);
+		store_in_statement = 1;
 		res = PQexecParams(s->conn,
 		    "INSERT INTO vozagent.schema_migrations (version, name) VALUES ($1, $2)", 2,
 		    NULL, params, NULL, NULL, 0);
+		store_in_statement = 0;
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			store_fail(s, res, "cannot record migration %s", migrations[i].name);
 			PQclear(res);
@@ -767,6 +798,7 @@ store_lock_source(struct store *s, const char *source)
 	}
 	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
+	s->locked = got;
 	if (got && copy != NULL) {
 		free(s->locked_source);
 		s->locked_source = copy;
@@ -783,6 +815,16 @@ store_ping(struct store *s)
 
 	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK)
 		return store_fail(s, NULL, "no connection to PostgreSQL");
+	/*
+	 * A reconnect that could not prepare or lock leaves a session good only
+	 * to record the end of its pass: the next one must start over.
+	 */
+	if (!s->prepared || (s->locked_source != NULL && !s->locked)) {
+		snprintf(s->err, sizeof s->err, "the PostgreSQL session is %s",
+		    !s->prepared ? "not prepared" : "without the source's lock");
+		s->conn_lost = 0;
+		return -1;
+	}
 	res = store_run(s, STMT_PING, NULL, PGRES_TUPLES_OK);
 	if (res == NULL)
 		return -1;
@@ -910,7 +952,7 @@ store_run_finish(struct store *s, int64_t run_id, const char *outcome, const cha
 }
 
 static int
-store_copy_rows(struct store *s, struct rows *rows)
+store_copy_send(struct store *s, struct rows *rows)
 {
 	size_t len;
 	const char *data = rows_copy_data(rows, &len);
@@ -940,6 +982,18 @@ store_copy_rows(struct store *s, struct rows *rows)
 	while ((res = PQgetResult(s->conn)) != NULL)
 		PQclear(res);
 	return ok ? 0 : -1;
+}
+
+/* The whole COPY is one statement a stop signal may cancel. */
+static int
+store_copy_rows(struct store *s, struct rows *rows)
+{
+	int rc;
+
+	store_in_statement = 1;
+	rc = store_copy_send(s, rows);
+	store_in_statement = 0;
+	return rc;
 }
 
 /* A bigint parameter as text, or NULL (SQL NULL) when v is the null value. */

@@ -89,7 +89,10 @@ struct store_page {
  */
 int store_commit_page(struct store *s, const struct store_page *page,
     const struct sync_state *expect, const struct sync_state *st, struct store_stats *stats);
-/* Is the connection still there? (A dropped idle connection shows only when used.) */
+/*
+ * Is the session still there, prepared and holding the source's lock? (A
+ * dropped idle connection shows only when used.)
+ */
 int store_ping(struct store *s);
 /* Live calls of source, and how many of them backfill generation gen has not seen. */
 int store_backfill_unseen(struct store *s, const char *source, int64_t gen, int64_t *unseen,

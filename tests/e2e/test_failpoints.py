@@ -5,11 +5,15 @@
   (the scheduler used to abort(), a SIGABRT and, under systemd, a core dump);
 - the source's name cannot be copied when its lock is taken: `once` fails with a
   message instead of reporting success with the lock unrecorded (which left it not
-  taken again after a reconnect)."""
+  taken again after a reconnect);
+- a reconnect of `run` whose preparation fails (PQprepare, once): the pass is closed
+  'failed', and the next pass connects anew and holds the source's lock (it used to
+  go on with the unprepared session, without the lock, beside a `once`)."""
 
 import os
 import signal
 
+import faultlib as fl
 import harness as h
 from harness import check
 
@@ -57,6 +61,47 @@ def lock_copy_fails():
         c.assert_exact("after once")
 
 
+def source_lock_holders(c):
+    return c.scalar("select count(*) from pg_locks l join pg_stat_activity a using (pid) "
+                    "where l.locktype = 'advisory' and l.classid = 1450801729 and "
+                    "l.objsubid = 2 and l.granted and a.datname = '%s' and "
+                    "a.application_name = 'vozagent-sync'" % c.db)
+
+
+def run_prepare_fails_after_reconnect():
+    with h.Case("failpoint_prep_run", seed=97, calls=300, page_size=10,
+                env={"VOZAGENT_POLL_INTERVAL": "1s"}) as c:
+        c.expect_rc(c.run("migrate"), 0)
+        marker = os.path.join(c.tmp, "fail-prepare")
+        c.sim.config(delay_ms=40)
+        p = c.spawn("run", env=preload_env({"E2E_FAIL_PQPREPARE": marker}))
+        c.wait_for("60 calls committed", lambda: p.poll() is not None or c.count_calls() >= 60,
+                   timeout=60)
+        check(p.poll() is None, "run ended (%s) too early" % p.returncode)
+        open(marker, "w").close()
+        for pid in fl.daemon_backends(c):
+            c.scalar("select pg_terminate_backend(%s)" % pid)
+        c.wait_for("the failed pass recorded", lambda: p.poll() is not None or any(
+            r["outcome"] == "failed" for r in c.sync_runs()), timeout=60)
+        check(p.poll() is None, "run exited (%s)" % p.returncode)
+        check(not os.path.exists(marker), "the failpoint did not fire")
+        failed = [r for r in c.sync_runs() if r["outcome"] == "failed"][0]
+        h.log("failed pass: %s" % failed["error"])
+        c.sim.config(delay_ms=0)
+        c.wait_for("a pass after the failed one", lambda: p.poll() is not None or any(
+            r["id"] > failed["id"] and r["outcome"] == "ok" for r in c.sync_runs()),
+            timeout=60)
+        check(p.poll() is None, "run exited (%s)" % p.returncode)
+        check(source_lock_holders(c) == "1", "run passes without holding the source's lock")
+        r = c.run("once", timeout=60)
+        c.expect_rc(r, 75, "once while run holds the source")
+        h.terminate(p)
+        c.expect_rc(c.wait(p, 20), 0, "run after SIGTERM")
+        c.assert_exact("after run")
+
+
 if __name__ == "__main__":
     h.main([("no abort when the loop's handles cannot be set up", signal_init_fails),
-            ("no false success when the lock cannot be recorded", lock_copy_fails)])
+            ("no false success when the lock cannot be recorded", lock_copy_fails),
+            ("run takes its lock again after a reconnect that cannot prepare",
+             run_prepare_fails_after_reconnect)])
