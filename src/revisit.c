@@ -1,4 +1,4 @@
-/* revisit: a sampled, fixed-size map of the keys one scan read and where it last read each, to catch a list that starts over. */
+/* revisit: where one scan last read a sample of its keys, to catch a list that starts over. */
 #include <stdlib.h>
 #include <string.h>
 

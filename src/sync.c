@@ -113,7 +113,7 @@ struct sync {
 	int joined;                    /* the page listed a call the anchor knows */
 	size_t page_new;               /* calls of the page the anchor does not know */
 	struct revisit *revisit;       /* sampled keys of the scan, each where it was last read */
-	int64_t repeat_first, repeat_at; /* a call of the page read far before it; -1: none */
+	int64_t repeat_prev, repeat_at; /* a call of the page last read far before; -1: none */
 	char repeat_key[ANCHOR_KEY_MAX + 1];
 	struct decide_progress progress;
 	uint64_t throttle_ms;          /* least gap between requests since a 429 */
@@ -176,7 +176,7 @@ obs_reset(struct scan_obs *o)
 	o->prev_started = o->newest = o->first_started = ROWS_NO_TIME;
 }
 
-/* Keeps the first call of the page that this scan last read much nearer the start. */
+/* Keeps the first call of the page whose previous reading this scan was pages and pages back. */
 static void
 sync_note_revisit(struct sync *s, const char *key, int64_t at)
 {
@@ -184,7 +184,7 @@ sync_note_revisit(struct sync *s, const char *key, int64_t at)
 
 	if (last < 0 || s->repeat_at >= 0 || !decide_list_repeats(last, at, s->cfg->page_size))
 		return;
-	s->repeat_first = last;
+	s->repeat_prev = last;
 	s->repeat_at = at;
 	snprintf(s->repeat_key, sizeof s->repeat_key, "%s", key);
 }
@@ -439,7 +439,7 @@ sync_fetch_now(struct sync *s)
 	s->joined = 0;
 	s->page_new = 0;
 	s->meets_start = 0;
-	s->repeat_first = s->repeat_at = -1;
+	s->repeat_prev = s->repeat_at = -1;
 	if (sync_build_url(s) < 0)
 		return -1;
 	log_debug("GET %s", s->url);
@@ -836,8 +836,8 @@ sync_reconcile(struct sync *s)
 	    PRId64 " live calls deleted (%.0f%%, more than max_delete_fraction %g%%): nothing "
 	    "marked; if the API really deleted them, stop the service (`systemctl stop "
 	    "vozagent-sync`: it holds the source's lock), run `vozagent-sync backfill "
-	    "--allow-mass-delete`, then `systemctl start vozagent-sync`", unseen, live, 100.0 * (double)unseen / (double)live,
-	    100.0 * s->cfg->max_delete_fraction);
+	    "--allow-mass-delete`, then `systemctl start vozagent-sync`", unseen, live,
+	    100.0 * (double)unseen / (double)live, 100.0 * s->cfg->max_delete_fraction);
 	next.refuse_now = 1;
 	if (sync_commit(s, NULL, &next, &stats) < 0)
 		return;
@@ -926,7 +926,7 @@ sync_page_done(struct sync *s)
 		sync_finish(s, SYNC_ERR_API, "the API listed call %s at offset %" PRId64 " and again "
 		    "at offset %" PRId64 ": the list repeats itself past its end (does the API or a "
 		    "cache in front of it answer offsets past the end from the start of the list?); "
-		    "giving up this scan", s->repeat_key, s->repeat_first, s->repeat_at);
+		    "giving up this scan", s->repeat_key, s->repeat_prev, s->repeat_at);
 		return;
 	}
 	/* at offset 0 nothing lies before the page: it joins by definition */
