@@ -35,10 +35,11 @@ def pending_offset(c):
 
 
 def leave_backfill_pending(c):
-    """Kills a backfill after its first committed page: a pending one past offset 0."""
-    for _ in range(5):
+    """Kills a backfill after its first committed page: a pending one past offset 0.
+    Returns how many it started."""
+    for tries in range(5):
         if pending_offset(c) not in (None, 0):
-            return
+            return tries
         p = c.spawn("backfill")
         c.wait_for("a committed backfill page", lambda: p.poll() is not None or
                    pending_offset(c) not in (None, 0), timeout=60, interval=0.02)
@@ -47,6 +48,7 @@ def leave_backfill_pending(c):
         r = c.wait(p, 20)
         check(r.rc in (0, 75, -signal.SIGKILL), "backfill exited %s:\n%s"
               % (r.rc, h.tail(r.err)))
+    return 5
 
 
 def storm(order, seed):
@@ -77,12 +79,13 @@ def storm(order, seed):
                   % (cmd, r.rc, h.tail(r.err)))
         # slower pages, so the kill lands after the first page and long before the end
         c.sim.config(delay_ms=200)
-        leave_backfill_pending(c)
+        extra = leave_backfill_pending(c)
         c.sim.config(delay_ms=25)
         rep = c.sim.mutator(off=True)
         offset = pending_offset(c)
-        h.log("storm: %d of %d commands killed; %d mutations %s; backfill_offset %s"
-              % (killed, KILLS, rep["total"], rep["counts"], offset))
+        h.log("storm: %d of %d commands killed; %d mutations %s; backfill_offset %s (after "
+              "%d more backfill(s) killed for it)"
+              % (killed, KILLS, rep["total"], rep["counts"], offset, extra))
         check(offset not in (None, 0), "test data: no backfill is pending past offset 0 "
               "(backfill_offset %s): the final backfill would not resume" % offset)
         check(killed >= KILLS // 2, "test data: only %d commands were killed" % killed)
