@@ -1,4 +1,5 @@
 /* decide: a pass's decisions on plain data (no I/O), so each can be tested alone. */
+#include "anchor.h"
 #include "decide.h"
 
 void
@@ -22,6 +23,12 @@ bool
 decide_reread_stalls(struct decide_progress *p)
 {
 	return ++p->rereads > DECIDE_MAX_REREADS;
+}
+
+bool
+decide_list_repeats(int64_t last_offset, int64_t offset, int64_t page_size)
+{
+	return offset - last_offset > (int64_t)ANCHOR_PAGES * page_size;
 }
 
 enum decide_circle

@@ -29,6 +29,15 @@ void decide_progress_reset(struct decide_progress *p);
 bool decide_page_stalls(struct decide_progress *p, size_t new_calls);
 /* A page did not join, so the scan steps back. True when it has done so too often. */
 bool decide_reread_stalls(struct decide_progress *p);
+/*
+ * One scan read a call at last_offset and, with no read of it in between,
+ * again at offset. True when that proves the list starts over past its end:
+ * more than ANCHOR_PAGES pages further on. Calls landing ahead carry a call
+ * the scan read along with it, but then each page reads it again, a page at
+ * most further on; a burst of more than ANCHOR_PAGES pages at once makes
+ * the next page fail to join, and the step back starts the map afresh.
+ */
+bool decide_list_repeats(int64_t last_offset, int64_t offset, int64_t page_size);
 
 /*
  * A backfill reads a full circle of the list itself, starting where the last

@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "log.h"
 #include "parse.h"
+#include "revisit.h"
 #include "rows.h"
 
 #define SYNC_MAX_ATTEMPTS 5                   /* per page, for 5xx/network/bad body */
@@ -111,6 +112,9 @@ struct sync {
 	struct scan_obs page;          /* the page being read: obs, plus what it shows */
 	int joined;                    /* the page listed a call the anchor knows */
 	size_t page_new;               /* calls of the page the anchor does not know */
+	struct revisit *revisit;       /* sampled keys of the scan, each where it was last read */
+	int64_t repeat_prev, repeat_at; /* a call of the page last read far before; -1: none */
+	char repeat_key[ANCHOR_KEY_MAX + 1];
 	struct decide_progress progress;
 	uint64_t throttle_ms;          /* least gap between requests since a 429 */
 	int db_attempt;
@@ -172,6 +176,19 @@ obs_reset(struct scan_obs *o)
 	o->prev_started = o->newest = o->first_started = ROWS_NO_TIME;
 }
 
+/* Keeps the first call of the page whose previous reading this scan was pages and pages back. */
+static void
+sync_note_revisit(struct sync *s, const char *key, int64_t at)
+{
+	int64_t last = revisit_note(s->revisit, key, at);
+
+	if (last < 0 || s->repeat_at >= 0 || !decide_list_repeats(last, at, s->cfg->page_size))
+		return;
+	s->repeat_prev = last;
+	s->repeat_at = at;
+	snprintf(s->repeat_key, sizeof s->repeat_key, "%s", key);
+}
+
 static int
 cb_record(void *arg, const struct record *rec)
 {
@@ -197,6 +214,7 @@ cb_record(void *arg, const struct record *rec)
 		s->meets_start = 1;
 	if (!known)
 		s->page_new++;
+	sync_note_revisit(s, key, s->offset + rec->index);
 	if (known) {
 		s->joined = 1;
 		return 0;
@@ -229,12 +247,14 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 	s->rows = rows_new((size_t)cfg->max_body_bytes * 2 + 65536);
 	s->anchor = anchor_new((size_t)cfg->max_body_bytes + 1);
 	s->start_keys = anchor_new((size_t)cfg->max_body_bytes + 1);
+	s->revisit = revisit_new();
 	if (s->parse == NULL || s->rows == NULL || s->anchor == NULL || s->start_keys == NULL ||
-	    uv_timer_init(loop, &s->retry_timer) != 0) {
+	    s->revisit == NULL || uv_timer_init(loop, &s->retry_timer) != 0) {
 		parse_free(s->parse);
 		rows_free(s->rows);
 		anchor_free(s->anchor);
 		anchor_free(s->start_keys);
+		revisit_free(s->revisit);
 		free(s);
 		return NULL;
 	}
@@ -274,6 +294,7 @@ on_uv_timer_closed(uv_handle_t *h)
 	rows_free(s->rows);
 	anchor_free(s->anchor);
 	anchor_free(s->start_keys);
+	revisit_free(s->revisit);
 	free(s->scan_value);
 	free(s->url);
 	free(s);
@@ -418,6 +439,7 @@ sync_fetch_now(struct sync *s)
 	s->joined = 0;
 	s->page_new = 0;
 	s->meets_start = 0;
+	s->repeat_prev = s->repeat_at = -1;
 	if (sync_build_url(s) < 0)
 		return -1;
 	log_debug("GET %s", s->url);
@@ -465,6 +487,8 @@ sync_start_scan(struct sync *s, enum scan_kind kind, int64_t offset)
 	decide_progress_reset(&s->progress);
 	obs_reset(&s->obs);
 	anchor_reset(s->anchor);
+	/* also a backfill's lap from 0, which reads again what its first lap read */
+	revisit_reset(s->revisit);
 	s->probing = kind == SCAN_TAIL_OLDEST && offset > 0;
 	return sync_fetch_page(s);
 }
@@ -810,9 +834,10 @@ sync_reconcile(struct sync *s)
 	}
 	snprintf(next.refusal, sizeof next.refusal, "the backfill would mark %" PRId64 " of %"
 	    PRId64 " live calls deleted (%.0f%%, more than max_delete_fraction %g%%): nothing "
-	    "marked; if the API really deleted them, run `vozagent-sync backfill "
-	    "--allow-mass-delete`", unseen, live, 100.0 * (double)unseen / (double)live,
-	    100.0 * s->cfg->max_delete_fraction);
+	    "marked; if the API really deleted them, stop the service (`systemctl stop "
+	    "vozagent-sync`: it holds the source's lock), run `vozagent-sync backfill "
+	    "--allow-mass-delete`, then `systemctl start vozagent-sync`", unseen, live,
+	    100.0 * (double)unseen / (double)live, 100.0 * s->cfg->max_delete_fraction);
 	next.refuse_now = 1;
 	if (sync_commit(s, NULL, &next, &stats) < 0)
 		return;
@@ -870,6 +895,8 @@ sync_reread(struct sync *s, struct store_stats *stats)
 		return;
 	s->gap_step = step;
 	s->offset = back;
+	/* the calls read so far may sit anywhere now: where they were read proves nothing */
+	revisit_reset(s->revisit);
 	if (sync_fetch_page(s) < 0)
 		sync_finish(s, SYNC_ERR_API, "%s", s->err);
 }
@@ -894,6 +921,14 @@ sync_page_done(struct sync *s)
 	stats.rejected += rows_rejected(s->rows);
 	stats.warnings += rows_warnings(s->rows);
 	s->attempt = s->attempts_429 = 0;
+	/* no drift carries a call that far ahead: the API answers past the end from the start */
+	if (s->repeat_at >= 0) {
+		sync_finish(s, SYNC_ERR_API, "the API listed call %s at offset %" PRId64 " and again "
+		    "at offset %" PRId64 ": the list repeats itself past its end (does the API or a "
+		    "cache in front of it answer offsets past the end from the start of the list?); "
+		    "giving up this scan", s->repeat_key, s->repeat_prev, s->repeat_at);
+		return;
+	}
 	/* at offset 0 nothing lies before the page: it joins by definition */
 	if (overlap && anchor_count(s->anchor) > 0 && s->offset > 0 && !s->joined) {
 		if (decide_reread_stalls(&s->progress)) {

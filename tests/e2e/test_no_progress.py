@@ -12,6 +12,13 @@ repeat_once: the same for `once` on an empty mirror (a whole-list scan), then fo
 repeat_run: `run` fails each pass with the message, keeps running, and its next passes
   try again (bounded each); once the API behaves, a pass succeeds and the mirror is exact;
   SIGTERM ends it with exit 0.
+wrap_backfill, wrap_once: an API (or cache) that answers offsets past the end from the start
+  again (offset modulo N, never a short page): every page joins and lists calls new to the
+  anchor, so only a scan-wide check sees it. `backfill` and `once` on an empty mirror exit
+  75 within a bounded number of requests (about two laps) with a message that says the
+  list repeats itself; the pages before the one that shows it are mirrored (the calls of
+  that page may not be), none marked deleted, nothing invented; once the API
+  behaves, a backfill makes the mirror exact.
 drift_ahead: not mistaken for it: while a backfill pages, page_size - 2 calls land ahead
   of its position after every request (pages repeat all but two known calls); the backfill
   completes, and a `once` afterwards makes the mirror exact.
@@ -123,6 +130,47 @@ def repeat_run(order):
               % (worst, bound_requests()))
 
 
+WRAP_N, WRAP_PAGE = 300, 10
+WRAP_MSG = "the list repeats itself past its end"
+
+
+def wrap_case(order, command, seed):
+    with h.Case("wrap_" + command, order=order, seed=seed, calls=WRAP_N,
+                page_size=WRAP_PAGE) as c:
+        c.sim.config(wrap_around=True)
+        seq = c.sim.last_seq()
+        r = c.run(command, timeout=60)
+        reqs = h.api_log_since(c.sim.requests(), seq)
+        h.log("%s against a list that wraps: exit %s after %d requests"
+              % (command, r.rc, len(reqs)))
+        c.expect_rc(r, 75, "%s against a list that wraps" % command)
+        check(WRAP_MSG in r.err, "%s: stderr does not say the list repeats itself:\n%s"
+              % (command, h.tail(r.err)))
+        run = c.last_run()
+        check(run["outcome"] == "failed" and WRAP_MSG in (run["error"] or ""),
+              "%s: last sync_runs row: %s / %s" % (command, run["outcome"], run["error"]))
+        # a sampled call of the first lap shows up again in the second
+        bound = 2 * h.scan_pages(WRAP_N, WRAP_PAGE) + 5
+        check(len(reqs) <= bound, "%s made %d requests for a %d-call list (bound %d)"
+              % (command, len(reqs), WRAP_N, bound))
+        # the page that shows the repeat is not written, as with the stall rule
+        check(WRAP_N - WRAP_PAGE <= c.count_calls() <= WRAP_N, "%d calls mirrored, the API "
+              "lists %d" % (c.count_calls(), WRAP_N))
+        check(int(c.scalar("select count(*) from vozagent.calls where deleted_at is not null"))
+              == 0, "calls marked deleted by a failed %s" % command)
+        c.sim.config(wrap_around=False)
+        c.expect_rc(c.run("backfill"), 0, "backfill once the API behaves")
+        c.assert_exact("after the API behaves again")
+
+
+def wrap_backfill(order):
+    wrap_case(order, "backfill", 74)
+
+
+def wrap_once(order):
+    wrap_case(order, "once", 75)
+
+
 def drift_ahead(order, seed):
     n, page = 400, 20
     with h.Case("drift_ahead", order=order, seed=seed, calls=n, page_size=page) as c:
@@ -153,4 +201,6 @@ if __name__ == "__main__":
     h.main(h.both_orders(repeat_backfill, "repeat_last_page: backfill") +
            h.both_orders(repeat_once, "repeat_last_page: once") +
            h.both_orders(repeat_run, "repeat_last_page: run") +
+           h.both_orders(wrap_backfill, "wrap_around: backfill") +
+           h.both_orders(wrap_once, "wrap_around: once") +
            h.property_orders(drift_ahead, "many calls inserted ahead", 3401))

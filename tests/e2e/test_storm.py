@@ -4,7 +4,10 @@ commands came before it - for edits and deletions too.
 
 storm: 30 `kill -9`s of `backfill` or `once` at random moments while the list changes
   under them (new, late, finished, edited old and deleted calls, after every second
-  request) and 5% of requests fail; then the list stops changing and one `backfill` runs
+  request) and 5% of requests fail; then, if the storm left no backfill pending past
+  offset 0, one more `backfill` is killed once it has committed a page, so the final one
+  always resumes mid-list (and must re-read the part before it); then the list stops
+  changing and one `backfill` runs
   to completion and exits 0: the mirror is compared field by field with the simulator's
   live list (calls the API no longer lists must be marked deleted, edited calls must
   hold the edit, wherever in the list the interrupted commands had read them); then a
@@ -24,6 +27,28 @@ from harness import check
 
 KILLS = 30
 N, PAGE = 1000, 50
+
+
+def pending_offset(c):
+    st = c.sync_state()
+    return st["backfill_offset"] if st else None
+
+
+def leave_backfill_pending(c):
+    """Kills a backfill after its first committed page: a pending one past offset 0.
+    Returns how many it started."""
+    for tries in range(5):
+        if pending_offset(c) not in (None, 0):
+            return tries
+        p = c.spawn("backfill")
+        c.wait_for("a committed backfill page", lambda: p.poll() is not None or
+                   pending_offset(c) not in (None, 0), timeout=60, interval=0.02)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        r = c.wait(p, 20)
+        check(r.rc in (0, 75, -signal.SIGKILL), "backfill exited %s:\n%s"
+              % (r.rc, h.tail(r.err)))
+    return 5
 
 
 def storm(order, seed):
@@ -52,11 +77,17 @@ def storm(order, seed):
             r = c.wait(p, 20)
             check(r.rc in (0, 75, -signal.SIGKILL), "%s exited %s:\n%s"
                   % (cmd, r.rc, h.tail(r.err)))
+        # slower pages, so the kill lands after the first page and long before the end
+        c.sim.config(delay_ms=200)
+        extra = leave_backfill_pending(c)
+        c.sim.config(delay_ms=25)
         rep = c.sim.mutator(off=True)
-        st = c.sync_state()
-        h.log("storm: %d of %d commands killed; %d mutations %s; backfill_offset %s"
-              % (killed, KILLS, rep["total"], rep["counts"],
-                 st["backfill_offset"] if st else None))
+        offset = pending_offset(c)
+        h.log("storm: %d of %d commands killed; %d mutations %s; backfill_offset %s (after "
+              "%d more backfill(s) killed for it)"
+              % (killed, KILLS, rep["total"], rep["counts"], offset, extra))
+        check(offset not in (None, 0), "test data: no backfill is pending past offset 0 "
+              "(backfill_offset %s): the final backfill would not resume" % offset)
         check(killed >= KILLS // 2, "test data: only %d commands were killed" % killed)
         check(rep["counts"].get("delete", 0) > 0 and rep["counts"].get("update_old", 0) > 0,
               "test data: the storm deleted or edited nothing: %s" % rep["counts"])

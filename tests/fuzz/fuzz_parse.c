@@ -854,7 +854,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* 1 = byte by byte, as a slow network may deliver it */
 	static const size_t chunks[] = { 1, 2, 3, 7, 16, 64, 500, 4096 };
 	/*
-	 * sync.c uses 1 MiB; smaller caps are reached by inputs of -max_len. 256 B
+	 * sync.c caps a call at max_body_size (64 MiB by default); these smaller
+	 * caps are the ones inputs of -max_len can reach. 256 B
 	 * is just past what nesting beyond yajl's depth limit takes, so a value
 	 * that sanitizing triples after it can overrun the cap.
 	 */

@@ -38,13 +38,18 @@ Control interface (no auth, JSON in and out; errors are 400 {"error": ...})
                                   "chunk_delay_ms": N (sleep between body pieces),
                                   "write_size": N (bytes per body piece),
                                   "transfer": "length|chunked", "token": "...",
-                                  "repeat_last_page": true|false}
+                                  "repeat_last_page": true|false,
+                                  "wrap_around": true|false}
                                   -> {"config": {...}}
                                   repeat_last_page: a misbehaving API (or a cache in front
                                   of it): a page that would be short - any offset near or
                                   past the end - answers with the last full page of the list
                                   instead, so no page is ever short (lists shorter than the
                                   limit are served whole)
+                                  wrap_around: a misbehaving API (or cache) that answers
+                                  offsets past the end from the start again: the call at
+                                  offset o is the one at o % N, and every page is full (lists
+                                  shorter than the limit are served whole)
   GET  /_control/requests         -> {"requests": [{"seq", "time", "method", "path",
                                   "params", "limit", "offset", "status", "returned",
                                   "auth", "client", "fault", "fault_source", "fault_spec",
@@ -587,9 +592,10 @@ class CallStore:
 
     # -- public --
 
-    def page(self, order, offset, limit, filters, repeat_last=False):
+    def page(self, order, offset, limit, filters, repeat_last=False, wrap=False):
         """Texts of one page of the (filtered) list in API order; repeat_last: a page that
-        would be short is the last full page instead."""
+        would be short is the last full page instead; wrap: offsets past the end count
+        from the start again, so every page is full."""
         with self.lock:
             seq = self.entries if order == "oldest_first" else reversed(self.entries)
             if filters:
@@ -599,6 +605,8 @@ class CallStore:
                 seq = list(seq)
             if repeat_last and offset + limit > len(seq):
                 offset = max(0, len(seq) - limit)
+            if wrap and limit <= len(seq):
+                return [seq[(offset + i) % len(seq)].text for i in range(limit)]
             return [e.text for e in seq[offset:offset + limit]]
 
     def all_texts(self, order):
@@ -1158,7 +1166,7 @@ class Sim:
         self.cfg_lock = threading.Lock()
         self.config = {"order": args.order, "delay_ms": 0, "chunk_delay_ms": 0,
                        "write_size": 4096, "transfer": "length", "token": args.token,
-                       "repeat_last_page": False}
+                       "repeat_last_page": False, "wrap_around": False}
         self.log_lock = threading.Lock()
         self.requests = []
         self.seq = 0
@@ -1177,6 +1185,7 @@ class Sim:
             "transfer": lambda v: v in ("length", "chunked"),
             "token": lambda v: isinstance(v, str) and v != "",
             "repeat_last_page": lambda v: isinstance(v, bool),
+            "wrap_around": lambda v: isinstance(v, bool),
         }
         for k, v in body.items():
             if k not in checks:
@@ -1356,7 +1365,8 @@ class Handler(BaseHTTPRequestHandler):
                     n *= fault["factor"]
                 elif fault is not None and fault["kind"] in ("invalid_json", "huge"):
                     n = max(0, n - 1)       # their extra record keeps the answer within limit
-                texts = store.page(cfg["order"], entry["offset"], n, page, cfg["repeat_last_page"])
+                texts = store.page(cfg["order"], entry["offset"], n, page, cfg["repeat_last_page"],
+                                   cfg["wrap_around"])
             if fault is None:
                 entry["status"] = 200 if page is not None else code
                 entry["returned"] = len(texts) if texts is not None else None

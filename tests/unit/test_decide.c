@@ -2,6 +2,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "anchor.h"
 #include "decide.h"
 #include "test.h"
 
@@ -71,6 +72,28 @@ test_circle_resumed(void)
 	ASSERT_EQ_INT(decide_circle_step(700, true, true, false), CIRCLE_CLOSED);
 }
 
+/* A call read again far beyond where it was read first: the list started over. */
+static void
+test_list_repeats(void)
+{
+	/* the reviewer's list: 300 calls, pages of 10, offsets past 300 answer from 0 */
+	ASSERT_TRUE(decide_list_repeats(0, 300, 10));
+	ASSERT_TRUE(decide_list_repeats(5, 5 + ANCHOR_PAGES * 10 + 1, 10));
+	/* as far as drift can carry a call the anchor still joins: not proof */
+	ASSERT_FALSE(decide_list_repeats(5, 5 + ANCHOR_PAGES * 10, 10));
+	/* the overlap re-reads a call at the same offset, or one later when one landed ahead */
+	ASSERT_FALSE(decide_list_repeats(99, 99, 10));
+	ASSERT_FALSE(decide_list_repeats(99, 100, 10));
+	/* calls landing ahead carry a read call along: each page reads it again, a page on */
+	for (int64_t at = 494; at < 494 + 20 * 18; at += 18)
+		ASSERT_FALSE(decide_list_repeats(at, at + 18, 20));
+	/* a step back over deletions re-reads lower offsets */
+	ASSERT_FALSE(decide_list_repeats(500, 120, 10));
+	/* one call per page (no overlap) */
+	ASSERT_TRUE(decide_list_repeats(0, ANCHOR_PAGES + 1, 1));
+	ASSERT_FALSE(decide_list_repeats(0, ANCHOR_PAGES, 1));
+}
+
 static void
 test_may_mark(void)
 {
@@ -100,6 +123,7 @@ main(int argc, char **argv)
 		TEST(test_rereads_bounded),
 		TEST(test_circle_from_zero),
 		TEST(test_circle_resumed),
+		TEST(test_list_repeats),
 		TEST(test_may_mark),
 	};
 
