@@ -428,6 +428,23 @@ store_exec(struct store *s, const char *sql, const char *what)
 	return ok ? 0 : -1;
 }
 
+/* Runs a query that returns rows: its result (PQclear it), or NULL with the error recorded. */
+static PGresult *
+store_select(struct store *s, const char *sql, const char *what)
+{
+	PGresult *res;
+
+	store_in_statement = 1;
+	res = PQexec(s->conn, sql);
+	store_in_statement = 0;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		store_fail(s, res, "%s", what);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
 static PGresult *
 store_run(struct store *s, enum stmt_id id, const char *const *params, ExecStatusType want)
 {
@@ -540,15 +557,11 @@ store_check_writable(struct store *s)
 	PGresult *res;
 	bool recovery, read_only;
 
-	store_in_statement = 1;
-	res = PQexec(s->conn,
-	    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')::bool");
-	store_in_statement = 0;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		store_fail(s, res, "cannot ask PostgreSQL whether it is writable");
-		PQclear(res);
+	res = store_select(s,
+	    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')::bool",
+	    "cannot ask PostgreSQL whether it is writable");
+	if (res == NULL)
 		return -1;
-	}
 	recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	read_only = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	PQclear(res);
@@ -673,27 +686,19 @@ store_schema_version(struct store *s, int *version)
 	PGresult *res;
 	bool exists;
 
-	store_in_statement = 1;
-	res = PQexec(s->conn, "SELECT to_regclass('vozagent.schema_migrations') IS NOT NULL");
-	store_in_statement = 0;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		store_fail(s, res, "cannot look for vozagent.schema_migrations");
-		PQclear(res);
+	res = store_select(s, "SELECT to_regclass('vozagent.schema_migrations') IS NOT NULL",
+	    "cannot look for vozagent.schema_migrations");
+	if (res == NULL)
 		return -1;
-	}
 	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
 	*version = 0;
 	if (!exists)
 		return 0;
-	store_in_statement = 1;
-	res = PQexec(s->conn, "SELECT coalesce(max(version), 0) FROM vozagent.schema_migrations");
-	store_in_statement = 0;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		store_fail(s, res, "cannot read vozagent.schema_migrations");
-		PQclear(res);
+	res = store_select(s, "SELECT coalesce(max(version), 0) FROM vozagent.schema_migrations",
+	    "cannot read vozagent.schema_migrations");
+	if (res == NULL)
 		return -1;
-	}
 	*version = atoi(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return 0;
