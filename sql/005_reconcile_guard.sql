@@ -11,6 +11,9 @@ ALTER TABLE vozagent.backfill_seen ADD COLUMN gen bigint NOT NULL DEFAULT 0;
 -- stopped: to the end, then from offset 0 again. While it re-reads from the
 -- start, backfill_wrap_to is the offset it began at (NULL before it wraps).
 ALTER TABLE vozagent.sync_state ADD COLUMN backfill_wrap_to bigint;
+-- The full circle replaces what 002 kept to check a resumed backfill against:
+-- the last ids of its last page. Nothing reads them any more.
+ALTER TABLE vozagent.sync_state DROP COLUMN backfill_anchor;
 -- The last backfill would have marked more calls deleted than
 -- max_delete_fraction allows, and marked none: when, and the message.
 -- Cleared by the next backfill that completes.

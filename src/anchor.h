@@ -31,7 +31,7 @@ void anchor_page_commit(struct anchor *a);
 /* Keys of the page being read (for a backfill to persist), in list order. */
 size_t anchor_page_count(const struct anchor *a);
 const char *anchor_page_key(const struct anchor *a, size_t i);
-/* Remember keys read before (a resumed backfill's persisted anchor). */
+/* Remember keys read before (a backfill keeps the calls of its first page this way). */
 void anchor_load(struct anchor *a, const char *const *keys, size_t n);
 
 #endif

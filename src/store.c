@@ -40,7 +40,6 @@ enum stmt_id {
 	STMT_MERGE,
 	STMT_STATE_SAVE,
 	STMT_UNFINISHED,
-	STMT_ANCHOR_LOAD,
 	STMT_FINISH_BACKFILL,
 	STMT_SEEN_CLEAR,
 	STMT_REJECT_ADD,
@@ -76,9 +75,6 @@ static const struct {
 	    " backfill_wrap_to, (extract(epoch FROM backfill_refused_at) * 1000000)::bigint,"
 	    " coalesce(backfill_refusal, '')"
 	    " FROM vozagent.sync_state WHERE source = $1" },
-	[STMT_ANCHOR_LOAD] = { "anchor_load", 1,
-	    "SELECT a FROM vozagent.sync_state, unnest(backfill_anchor) WITH ORDINALITY AS u(a, n)"
-	    " WHERE source = $1 ORDER BY n" },
 	[STMT_FINISH_BACKFILL] = { "finish_backfill", 2,
 	    "SELECT vozagent.finish_backfill($1, $2)" },
 	[STMT_BACKFILL_UNSEEN] = { "backfill_unseen", 2,
@@ -117,33 +113,32 @@ static const struct {
 	 * ours whose answer was lost with the connection, makes it write nothing.
 	 * Times travel as exact microseconds since the epoch.
 	 */
-	[STMT_STATE_SAVE] = { "state_save", 17,
+	[STMT_STATE_SAVE] = { "state_save", 16,
 	    "INSERT INTO vozagent.sync_state AS s (source, api_order, newest_started_at,"
 	    "  window_offset, backfill_offset, backfill_run_id, last_backfill_at, last_pass_at,"
-	    "  window_base_at, backfill_anchor, backfill_wrap_to, backfill_refusal,"
+	    "  window_base_at, backfill_wrap_to, backfill_refusal,"
 	    "  backfill_refused_at)"
 	    " VALUES ($1, nullif($2, ''), " STORE_USEC("$3") ", $4, $5, $6,"
 	    "  CASE WHEN $7::bool THEN now() END, CASE WHEN $8::bool THEN now() END,"
-	    "  " STORE_USEC("$9") ", $10::text[], $15::bigint, nullif($16, ''),"
-	    "  CASE WHEN $17::bool THEN now() END)"
+	    "  " STORE_USEC("$9") ", $14::bigint, nullif($15, ''),"
+	    "  CASE WHEN $16::bool THEN now() END)"
 	    " ON CONFLICT (source) DO UPDATE SET api_order = EXCLUDED.api_order,"
 	    "  newest_started_at = EXCLUDED.newest_started_at,"
 	    "  window_base_at = EXCLUDED.window_base_at,"
 	    "  window_offset = EXCLUDED.window_offset,"
 	    "  backfill_offset = EXCLUDED.backfill_offset,"
 	    "  backfill_run_id = EXCLUDED.backfill_run_id,"
-	    "  backfill_anchor = EXCLUDED.backfill_anchor,"
 	    "  backfill_wrap_to = EXCLUDED.backfill_wrap_to,"
 	    "  backfill_refusal = EXCLUDED.backfill_refusal,"
-	    "  backfill_refused_at = CASE WHEN $17::bool THEN now()"
+	    "  backfill_refused_at = CASE WHEN $16::bool THEN now()"
 	    "   WHEN EXCLUDED.backfill_refusal IS NOT NULL THEN s.backfill_refused_at END,"
 	    "  last_backfill_at = coalesce(EXCLUDED.last_backfill_at, s.last_backfill_at),"
 	    "  last_pass_at = coalesce(EXCLUDED.last_pass_at, s.last_pass_at),"
 	    "  updated_at = now()"
-	    " WHERE s.newest_started_at IS NOT DISTINCT FROM " STORE_USEC("$11")
-	    "  AND s.window_base_at IS NOT DISTINCT FROM " STORE_USEC("$12")
-	    "  AND s.backfill_offset IS NOT DISTINCT FROM $13::bigint"
-	    "  AND s.backfill_run_id IS NOT DISTINCT FROM $14::bigint" },
+	    " WHERE s.newest_started_at IS NOT DISTINCT FROM " STORE_USEC("$10")
+	    "  AND s.window_base_at IS NOT DISTINCT FROM " STORE_USEC("$11")
+	    "  AND s.backfill_offset IS NOT DISTINCT FROM $12::bigint"
+	    "  AND s.backfill_run_id IS NOT DISTINCT FROM $13::bigint" },
 	/* a row per id, owned by the last backfill pass that saw it */
 	[STMT_SEEN_ADD] = { "seen_add", 3,
 	    "INSERT INTO vozagent.backfill_seen AS b (source, id, gen) VALUES ($1, $2, $3)"
@@ -882,12 +877,6 @@ store_state_load(struct store *s, const char *source, struct sync_state *st)
 		snprintf(st->refusal, sizeof st->refusal, "%s", PQgetvalue(res, 0, 9));
 	}
 	PQclear(res);
-	res = store_run(s, STMT_ANCHOR_LOAD, params, PGRES_TUPLES_OK);
-	if (res == NULL)
-		return -1;
-	for (int i = 0; i < PQntuples(res) && st->nanchor < STATE_ANCHOR_MAX; i++)
-		snprintf(st->anchor[st->nanchor++], STATE_ANCHOR_ID_MAX, "%s", PQgetvalue(res, i, 0));
-	PQclear(res);
 	return 0;
 }
 
@@ -1018,22 +1007,16 @@ store_save_state(struct store *s, const char *source, const struct sync_state *e
     const struct sync_state *st)
 {
 	char num[10][24];
-	const char *anchor[STATE_ANCHOR_MAX];
-	char *anchor_lit = NULL;
 	PGresult *res;
 
-	for (int i = 0; i < st->nanchor; i++)
-		anchor[i] = st->anchor[i];
-	if (st->nanchor > 0 && (anchor_lit = text_array_literal(anchor, (size_t)st->nanchor)) == NULL)
-		return store_fail(s, NULL, "out of memory");
 	{
-		const char *params[17] = { source, st->api_order,
+		const char *params[16] = { source, st->api_order,
 			param_int64(num[0], 24, st->newest_started_at, ROWS_NO_TIME),
 			param_int64(num[1], 24, st->window_offset, -1),
 			param_int64(num[2], 24, st->backfill_offset, -1),
 			param_int64(num[3], 24, st->backfill_run_id, -1),
 			st->backfill_done ? "true" : "false", st->pass_done ? "true" : "false",
-			param_int64(num[4], 24, st->window_base_at, ROWS_NO_TIME), anchor_lit,
+			param_int64(num[4], 24, st->window_base_at, ROWS_NO_TIME),
 			param_int64(num[5], 24, expect->newest_started_at, ROWS_NO_TIME),
 			param_int64(num[6], 24, expect->window_base_at, ROWS_NO_TIME),
 			param_int64(num[7], 24, expect->backfill_offset, -1),
@@ -1042,7 +1025,6 @@ store_save_state(struct store *s, const char *source, const struct sync_state *e
 			st->refuse_now ? "true" : "false" };
 		res = store_run(s, STMT_STATE_SAVE, params, PGRES_COMMAND_OK);
 	}
-	free(anchor_lit);
 	if (res == NULL)
 		return -1;
 	if (strcmp(PQcmdTuples(res), "1") != 0) {

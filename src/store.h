@@ -8,9 +8,6 @@
 
 #include "rows.h"
 
-#define STATE_ANCHOR_MAX 10
-#define STATE_ANCHOR_ID_MAX 256
-
 /* vozagent.sync_state of one source; -1 / ROWS_NO_TIME / "" stand for NULL. Times in µs. */
 struct sync_state {
 	char api_order[16];
@@ -19,8 +16,6 @@ struct sync_state {
 	int64_t window_offset;
 	int64_t backfill_offset;
 	int64_t backfill_run_id;
-	int nanchor;              /* last ids of the last committed backfill page */
-	char anchor[STATE_ANCHOR_MAX][STATE_ANCHOR_ID_MAX];
 	int64_t backfill_wrap_to; /* re-reading from offset 0: the offset the pass began at */
 	int64_t last_backfill_at; /* read only: set by backfill_done */
 	int64_t refused_at;       /* read only: set by refuse_now */

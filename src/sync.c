@@ -822,7 +822,6 @@ sync_reconcile(struct sync *s)
 		return;
 	}
 	next.backfill_offset = next.backfill_run_id = next.backfill_wrap_to = -1;
-	next.nanchor = 0;
 	if (decide_may_mark(unseen, live, s->cfg->max_delete_fraction,
 	    s->mass_delete_confirmed)) {
 		next.backfill_done = 1;
@@ -967,7 +966,6 @@ sync_page_done(struct sync *s)
 		next.backfill_offset = after;
 		next.backfill_run_id = s->run_id;
 		next.backfill_wrap_to = s->wrapped ? s->circle_start : -1;
-		next.nanchor = 0;
 		if (!s->wrapped && last)
 			cursor_complete(s, o, &next);
 		if (circle == CIRCLE_WRAP) {
