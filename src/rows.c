@@ -13,8 +13,16 @@
 
 struct row_facts {
 	size_t id_off;            /* into ids */
+	size_t copy_off, copy_len; /* its line of COPY text, with the newline */
 	int64_t started_at;
+	unsigned rec_index;       /* where the record was in its page */
 	int in_progress;
+};
+
+/* Where a rejected record was listed. */
+struct reject_where {
+	int64_t page_offset;
+	unsigned index;           /* in its page */
 };
 
 struct rows {
@@ -23,12 +31,13 @@ struct rows {
 	struct idset id_index;    /* the ids of the rows, for the duplicate check */
 	struct buf rejects;       /* reason NUL raw NUL id NUL (empty: none), per rejected record */
 	size_t nrejects;
-	struct buf reject_index;  /* unsigned, per rejected record: its index in the page */
+	struct buf reject_index;  /* struct reject_where, per rejected record */
 	size_t *reject_off;       /* where each kept reject starts in rejects */
 	size_t reject_cap;
 	struct row_facts *facts;
 	size_t n, facts_cap;
 	unsigned warnings, rejected;
+	int64_t page_offset;      /* of the records rows_add is given */
 	char reject[160];
 };
 
@@ -52,6 +61,7 @@ rows_reset(struct rows *r)
 	r->copy.len = r->ids.len = r->rejects.len = r->n = r->nrejects = 0;
 	r->reject_index.len = 0;
 	r->warnings = r->rejected = 0;
+	r->page_offset = 0;
 	r->reject[0] = '\0';
 	idset_clear(&r->id_index);
 }
@@ -211,6 +221,8 @@ rows_format_timestamp(int64_t usec, char *buf, size_t buflen)
 	    (long long)(rem % 60), (long long)frac);
 }
 
+static int rows_facts_room(struct rows *r);
+
 static const char *
 rows_id_of(const struct rows *r, size_t i)
 {
@@ -267,6 +279,7 @@ rows_reject(struct rows *r, const struct record *rec, const char *fmt, ...)
 {
 	va_list ap;
 	size_t mark = r->rejects.len;
+	struct reject_where where = { r->page_offset, rec->index };
 
 	va_start(ap, fmt);
 	vsnprintf(r->reject, sizeof r->reject, fmt, ap);
@@ -284,9 +297,9 @@ rows_reject(struct rows *r, const struct record *rec, const char *fmt, ...)
 	    buf_append(&r->rejects, "", 1) < 0 ||
 	    buf_append(&r->rejects, has_id ? id->text : "", has_id ? id->len : 0) < 0 ||
 	    buf_append(&r->rejects, "", 1) < 0 || rows_reject_room(r) < 0 ||
-	    buf_append(&r->reject_index, &rec->index, sizeof rec->index) < 0) {
+	    buf_append(&r->reject_index, &where, sizeof where) < 0) {
 		r->rejects.len = mark;
-		r->reject_index.len = r->nrejects * sizeof rec->index;
+		r->reject_index.len = r->nrejects * sizeof where;
 		return -1;
 	}
 	r->reject_off[r->nrejects] = mark;
@@ -313,16 +326,11 @@ rows_add(struct rows *r, const struct record *rec)
 		return rows_reject(r, rec, "call %s cannot be stored: %s", id, rec->error);
 	if (idset_has(&r->id_index, r->ids.data, idv->text, idv->len))
 		return rows_reject(r, rec, "call #%u of the page repeats id %s", rec->index + 1, id);
-	if (r->n == r->facts_cap) {
-		size_t cap = r->facts_cap ? r->facts_cap * 2 : 128;
-		struct row_facts *nf = realloc(r->facts, cap * sizeof *nf);
-		if (nf == NULL)
-			return -1;
-		r->facts = nf;
-		r->facts_cap = cap;
-	}
+	if (rows_facts_room(r) < 0)
+		return -1;
 	fx = &r->facts[r->n];
 	fx->id_off = r->ids.len;
+	fx->copy_off = mark_copy;
 	if (buf_append(&r->ids, idv->text, idv->len) < 0 || buf_append(&r->ids, "", 1) < 0) {
 		r->ids.len = mark_ids;
 		return -1;
@@ -378,7 +386,9 @@ rows_add(struct rows *r, const struct record *rec)
 	if (copy_field(r, rec->raw, rec->raw_len, 1) < 0 ||
 	    idset_add(&r->id_index, r->ids.data, fx->id_off, idv->len) < 0)
 		goto full;
+	fx->copy_len = r->copy.len - mark_copy;
 	fx->started_at = started;
+	fx->rec_index = rec->index;
 	fx->in_progress = rec->f[FIELD_CALL_STATUS].type == JSON_STRING &&
 	    rec->f[FIELD_CALL_STATUS].len == 11 &&
 	    memcmp(rec->f[FIELD_CALL_STATUS].text, "in-progress", 11) == 0;
@@ -417,13 +427,121 @@ rows_reject_at(const struct rows *r, size_t i, const char **reason, const char *
 		*id = NULL;
 }
 
+void
+rows_set_page_offset(struct rows *r, int64_t offset)
+{
+	r->page_offset = offset;
+}
+
+static struct reject_where
+rows_where_of(const struct rows *r, size_t i)
+{
+	struct reject_where w;
+
+	memcpy(&w, r->reject_index.data + i * sizeof w, sizeof w);
+	return w;
+}
+
 unsigned
 rows_reject_index(const struct rows *r, size_t i)
 {
-	unsigned index;
+	return rows_where_of(r, i).index;
+}
 
-	memcpy(&index, r->reject_index.data + i * sizeof index, sizeof index);
-	return index;
+void
+rows_reject_where(const struct rows *r, size_t i, int64_t *page_offset, int64_t *position)
+{
+	struct reject_where w = rows_where_of(r, i);
+
+	*page_offset = w.page_offset;
+	*position = w.page_offset + (int64_t)w.index;
+}
+
+unsigned
+rows_record_index(const struct rows *r, size_t i)
+{
+	return r->facts[i].rec_index;
+}
+
+/* Room for one more row's facts: 0 or -1. */
+static int
+rows_facts_room(struct rows *r)
+{
+	size_t cap;
+	struct row_facts *nf;
+
+	if (r->n < r->facts_cap)
+		return 0;
+	cap = r->facts_cap ? r->facts_cap * 2 : 128;
+	if ((nf = realloc(r->facts, cap * sizeof *nf)) == NULL)
+		return -1;
+	r->facts = nf;
+	r->facts_cap = cap;
+	return 0;
+}
+
+int
+rows_append_row(struct rows *dst, const struct rows *src, size_t i)
+{
+	const struct row_facts *sf = &src->facts[i];
+	const char *line = src->copy.data + sf->copy_off;
+	const char *tab = memchr(line, '\t', sf->copy_len);
+	const char *id = rows_id_of(src, i);
+	size_t idlen = strlen(id), rest = sf->copy_len - (size_t)(tab - line);
+	size_t mark_copy = dst->copy.len, mark_ids = dst->ids.len;
+	struct row_facts *df;
+	char seq[24];
+	int n;
+
+	if (idset_has(&dst->id_index, dst->ids.data, id, idlen))
+		return 1;
+	if (rows_facts_room(dst) < 0)
+		return -1;
+	/* the batch numbers its rows itself: the later reading of a call comes later */
+	n = snprintf(seq, sizeof seq, "%zu", dst->n);
+	df = &dst->facts[dst->n];
+	*df = *sf;
+	df->id_off = dst->ids.len;
+	df->copy_off = dst->copy.len;
+	if (buf_append(&dst->ids, id, idlen + 1) < 0 || buf_append(&dst->copy, seq, (size_t)n) < 0 ||
+	    buf_append(&dst->copy, tab, rest) < 0 ||
+	    idset_add(&dst->id_index, dst->ids.data, df->id_off, idlen) < 0) {
+		dst->copy.len = mark_copy;
+		dst->ids.len = mark_ids;
+		return -1;
+	}
+	df->copy_len = dst->copy.len - mark_copy;
+	dst->n++;
+	return 0;
+}
+
+int
+rows_append_reject(struct rows *dst, const struct rows *src, size_t j)
+{
+	const char *reason, *raw, *id;
+	size_t mark = dst->rejects.len, len;
+	struct reject_where w = rows_where_of(src, j);
+
+	rows_reject_at(src, j, &reason, &raw, &id);
+	/* reason NUL raw NUL id NUL, as rows_reject lays it out */
+	len = strlen(reason) + 1 + strlen(raw) + 1 + (id != NULL ? strlen(id) : 0) + 1;
+	if (rows_reject_room(dst) < 0 ||
+	    buf_append(&dst->rejects, src->rejects.data + src->reject_off[j], len) < 0 ||
+	    buf_append(&dst->reject_index, &w, sizeof w) < 0) {
+		dst->rejects.len = mark;
+		dst->reject_index.len = dst->nrejects * sizeof w;
+		return -1;
+	}
+	dst->reject_off[dst->nrejects] = mark;
+	dst->nrejects++;
+	dst->rejected++;
+	return 0;
+}
+
+void
+rows_add_warnings(struct rows *dst, unsigned n)
+{
+	dst->warnings += n;
 }
 
 size_t

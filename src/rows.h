@@ -32,6 +32,24 @@ void rows_reject_at(const struct rows *r, size_t i, const char **reason, const c
 
 /* Where rejected record i was in its page (0-based, counting every record of the page). */
 unsigned rows_reject_index(const struct rows *r, size_t i);
+/* The offset of the page the records given to rows_add next come from (0 until set). */
+void rows_set_page_offset(struct rows *r, int64_t offset);
+/* Rejected record i: the offset of its page, and its own position in the listing. */
+void rows_reject_where(const struct rows *r, size_t i, int64_t *page_offset,
+    int64_t *position);
+
+/*
+ * Batches of several pages are built from pages' rows: row i of src goes
+ * into dst, numbered in dst's order (the staging table's seq). 0, 1 when
+ * dst holds that id already (nothing added), -1 past dst's cap.
+ */
+int rows_append_row(struct rows *dst, const struct rows *src, size_t i);
+/* Rejected record j of src goes into dst, where it was listed with it: 0 or -1. */
+int rows_append_reject(struct rows *dst, const struct rows *src, size_t j);
+/* Warnings of rows appended from other batches, so dst's count covers them. */
+void rows_add_warnings(struct rows *dst, unsigned n);
+/* Row i's record index in its page. */
+unsigned rows_record_index(const struct rows *r, size_t i);
 
 size_t rows_count(const struct rows *r);
 unsigned rows_warnings(const struct rows *r);

@@ -433,6 +433,56 @@ test_reject_index(void)
 	ASSERT_EQ_UINT(rows_reject_index(R, 0), 0);
 }
 
+/*
+ * A batch built from two pages: rows are renumbered in batch order, an id
+ * the batch holds already is not added twice, and rejects keep where they
+ * were listed.
+ */
+static void
+test_append_pages_into_batch(void)
+{
+	struct rows *page1 = NULL, *page2 = NULL, *batch = rows_new(1 << 20);
+	int64_t off, pos;
+	const char *reason, *raw, *rid;
+
+	ASSERT_TRUE(batch != NULL);
+	rows_set_page_offset(R, 0);
+	ASSERT_ADD_PAGE("[{\"id\":\"a\"},{\"x\":1},{\"id\":\"b\",\"duration_seconds\":\"x\"}]");
+	page1 = R;
+	R = rows_new(1 << 20);
+	rows_set_page_offset(R, 2);
+	ASSERT_ADD_PAGE("[{\"id\":\"b\"},{\"id\":\"c\",\"call_status\":\"in-progress\"},{\"y\":2}]");
+	page2 = R;
+	R = batch;
+	for (size_t i = 0; i < rows_count(page1); i++)
+		ASSERT_EQ_INT(rows_append_row(batch, page1, i), 0);
+	ASSERT_EQ_INT(rows_append_row(batch, page2, 0), 1);
+	ASSERT_EQ_INT(rows_append_row(batch, page2, 1), 0);
+	ASSERT_EQ_UINT(rows_record_index(page2, 1), 1);
+	for (size_t j = 0; j < rows_rejects(page1); j++)
+		ASSERT_EQ_INT(rows_append_reject(batch, page1, j), 0);
+	for (size_t j = 0; j < rows_rejects(page2); j++)
+		ASSERT_EQ_INT(rows_append_reject(batch, page2, j), 0);
+	ASSERT_EQ_UINT(rows_count(batch), 3);
+	ASSERT_EQ_STR(rows_id(batch, 2), "c");
+	ASSERT_TRUE(rows_in_progress(batch, 2));
+	ASSERT_EQ_UINT(rows_rejected(batch), 2);
+	rows_reject_where(batch, 1, &off, &pos);
+	ASSERT_EQ_INT(off, 2);
+	ASSERT_EQ_INT(pos, 4);
+	rows_reject_at(batch, 1, &reason, &raw, &rid);
+	ASSERT_EQ_STR(raw, "{\"y\":2}");
+	ASSERT_TRUE(rid == NULL);
+	ASSERT_DECODED_ROWS(3);
+	ASSERT_CELL(0, 0, "0");
+	ASSERT_CELL(1, 0, "1");
+	ASSERT_CELL(2, 0, "2");
+	ASSERT_CELL(2, 1, "c");
+	ASSERT_TRUE(cells[1][6] == NULL);  /* b's duration stayed untyped */
+	rows_free(page1);
+	rows_free(page2);
+}
+
 static void
 test_text_columns_typing(void)
 {
@@ -1011,6 +1061,7 @@ static const struct test_case tests[] = {
 	TEST(test_duration_typing),
 	TEST(test_number_beyond_numeric_rejected),
 	TEST(test_reject_index),
+	TEST(test_append_pages_into_batch),
 	TEST(test_text_columns_typing),
 	TEST(test_appointment_booked),
 	TEST(test_replaced_chars_warn),
