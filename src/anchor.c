@@ -185,3 +185,47 @@ anchor_load(struct anchor *a, const char *const *keys, size_t n)
 		anchor_page_add(a, keys[i]);
 	anchor_page_commit(a);
 }
+
+/* dst's page becomes a copy of src's: 0, or -1 out of memory. */
+static int
+page_copy(struct anchor_page *dst, const struct anchor_page *src)
+{
+	page_clear(dst);
+	if (src->n > dst->off_cap) {
+		size_t *no = realloc(dst->off, src->n * sizeof *no);
+		if (no == NULL)
+			return -1;
+		dst->off = no;
+		dst->off_cap = src->n;
+	}
+	if (buf_append(&dst->keys, src->keys.data, src->keys.len) < 0)
+		return -1;
+	for (size_t i = 0; i < src->n; i++) {
+		size_t len = strlen(src->keys.data + src->off[i]);
+		if (idset_add(&dst->index, dst->keys.data, src->off[i], len) < 0) {
+			page_clear(dst);
+			return -1;
+		}
+		dst->off[i] = src->off[i];
+	}
+	dst->n = src->n;
+	return 0;
+}
+
+int
+anchor_copy(struct anchor *dst, const struct anchor *src)
+{
+	anchor_reset(dst);
+	for (int i = 0; i < ANCHOR_PAGES; i++)
+		if (page_copy(&dst->pages[i], &src->pages[i]) < 0) {
+			anchor_reset(dst);
+			return -1;
+		}
+	if (page_copy(&dst->reading, &src->reading) < 0) {
+		anchor_reset(dst);
+		return -1;
+	}
+	dst->head = src->head;
+	dst->used = src->used;
+	return 0;
+}

@@ -31,6 +31,12 @@ void anchor_page_commit(struct anchor *a);
 /* Keys of the page being read (for a backfill to persist), in list order. */
 size_t anchor_page_count(const struct anchor *a);
 const char *anchor_page_key(const struct anchor *a, size_t i);
+/*
+ * dst becomes what src remembers (both made with the same max_page_bytes),
+ * so a scan can go back to where its last commit left it. 0, or -1 out of
+ * memory (dst is then empty).
+ */
+int anchor_copy(struct anchor *dst, const struct anchor *src);
 /* Remember keys read before (a backfill keeps the calls of its first page this way). */
 void anchor_load(struct anchor *a, const char *const *keys, size_t n);
 

@@ -69,7 +69,48 @@ test_load(void)
 	anchor_free(a);
 }
 
+/* A copy answers as the original did, and goes on alone when the original moves on. */
+static void
+test_copy(void)
+{
+	struct anchor *a = anchor_new(1 << 20), *b = anchor_new(1 << 20);
+	char key[64];
+
+	ASSERT_TRUE(a != NULL && b != NULL);
+	for (unsigned pg = 0; pg < ANCHOR_PAGES + 3; pg++) {
+		anchor_page_begin(a);
+		for (unsigned i = 0; i < 50; i++) {
+			key_of(pg, i, key, sizeof key);
+			anchor_page_add(a, key);
+		}
+		anchor_page_commit(a);
+	}
+	ASSERT_EQ_INT(anchor_copy(b, a), 0);
+	ASSERT_EQ_UINT(anchor_count(b), anchor_count(a));
+	key_of(ANCHOR_PAGES + 2, 7, key, sizeof key);
+	ASSERT_TRUE(anchor_has(b, key));
+	key_of(3, 7, key, sizeof key);
+	ASSERT_TRUE(anchor_has(b, key));
+	key_of(2, 7, key, sizeof key);
+	ASSERT_FALSE(anchor_has(b, key));
+	/* the original reads on; the copy still knows page 3, and rotates the same way */
+	anchor_page_begin(a);
+	anchor_page_add(a, "x");
+	anchor_page_commit(a);
+	key_of(3, 7, key, sizeof key);
+	ASSERT_FALSE(anchor_has(a, key));
+	ASSERT_TRUE(anchor_has(b, key));
+	anchor_page_begin(b);
+	anchor_page_add(b, "x");
+	anchor_page_commit(b);
+	ASSERT_FALSE(anchor_has(b, key));
+	ASSERT_TRUE(anchor_has(b, "x"));
+	anchor_free(a);
+	anchor_free(b);
+}
+
 static const struct test_case tests[] = {
+	TEST(test_copy),
 	TEST(test_ring_of_large_pages),
 	TEST(test_load),
 };
