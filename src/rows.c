@@ -16,6 +16,7 @@ struct row_facts {
 	size_t copy_off, copy_len; /* its line of COPY text, with the newline */
 	int64_t started_at;
 	unsigned rec_index;       /* where the record was in its page */
+	unsigned warnings;        /* what typing it counted */
 	int in_progress;
 };
 
@@ -389,6 +390,7 @@ rows_add(struct rows *r, const struct record *rec)
 	fx->copy_len = r->copy.len - mark_copy;
 	fx->started_at = started;
 	fx->rec_index = rec->index;
+	fx->warnings = r->warnings - mark_warnings;
 	fx->in_progress = rec->f[FIELD_CALL_STATUS].type == JSON_STRING &&
 	    rec->f[FIELD_CALL_STATUS].len == 11 &&
 	    memcmp(rec->f[FIELD_CALL_STATUS].text, "in-progress", 11) == 0;
@@ -511,6 +513,7 @@ rows_append_row(struct rows *dst, const struct rows *src, size_t i)
 		return -1;
 	}
 	df->copy_len = dst->copy.len - mark_copy;
+	dst->warnings += df->warnings;
 	dst->n++;
 	return 0;
 }
@@ -538,11 +541,6 @@ rows_append_reject(struct rows *dst, const struct rows *src, size_t j)
 	return 0;
 }
 
-void
-rows_add_warnings(struct rows *dst, unsigned n)
-{
-	dst->warnings += n;
-}
 
 size_t
 rows_count(const struct rows *r)

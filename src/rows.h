@@ -41,13 +41,12 @@ void rows_reject_where(const struct rows *r, size_t i, int64_t *page_offset,
 /*
  * Batches of several pages are built from pages' rows: row i of src goes
  * into dst, numbered in dst's order (the staging table's seq). 0, 1 when
- * dst holds that id already (nothing added), -1 past dst's cap.
+ * dst holds that id already (nothing added), -1 past dst's cap. The row's
+ * warnings count in dst's rows_warnings.
  */
 int rows_append_row(struct rows *dst, const struct rows *src, size_t i);
 /* Rejected record j of src goes into dst, where it was listed with it: 0 or -1. */
 int rows_append_reject(struct rows *dst, const struct rows *src, size_t j);
-/* Warnings of rows appended from other batches, so dst's count covers them. */
-void rows_add_warnings(struct rows *dst, unsigned n);
 /* Row i's record index in its page. */
 unsigned rows_record_index(const struct rows *r, size_t i);
 

@@ -467,6 +467,8 @@ test_append_pages_into_batch(void)
 	ASSERT_EQ_STR(rows_id(batch, 2), "c");
 	ASSERT_TRUE(rows_in_progress(batch, 2));
 	ASSERT_EQ_UINT(rows_rejected(batch), 2);
+	/* b's warning came with b's row from page 1; page 2's b was not added */
+	ASSERT_EQ_UINT(rows_warnings(batch), 1);
 	rows_reject_where(batch, 1, &off, &pos);
 	ASSERT_EQ_INT(off, 2);
 	ASSERT_EQ_INT(pos, 4);
