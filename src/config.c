@@ -23,7 +23,7 @@
 #define CONFIG_DURATION_MAX_MS (100ull * 366 * 86400 * 1000)
 
 enum key_type {
-	KEY_STRING, KEY_DURATION, KEY_PAGE_SIZE, KEY_ORDER, KEY_LOG_LEVEL, KEY_URL, KEY_SIZE,
+	KEY_STRING, KEY_DURATION, KEY_INT, KEY_ORDER, KEY_LOG_LEVEL, KEY_URL, KEY_SIZE,
 	KEY_FRACTION,
 	KEY_TOKEN, /* api_token and api_token_file: resolved together by token_resolve() */
 	KEY_RETENTION, /* a duration, or "forever" (0) */
@@ -35,30 +35,34 @@ struct key_def {
 	enum key_type type;
 	size_t offset;
 	const char *defval;  /* NULL = unset */
+	long min, max;       /* KEY_INT: the range allowed */
 };
 
 #define OFF(field) offsetof(struct config, field)
 static const struct key_def keys[] = {
-	{ "api_url", KEY_URL, OFF(api_url), "https://api.vozagent.ai/v1" },
-	{ "allow_insecure_http", KEY_BOOL, OFF(allow_insecure_http), "no" },
-	{ "api_token", KEY_TOKEN, 0, NULL },
-	{ "api_token_file", KEY_TOKEN, 0, NULL },
-	{ "database_url", KEY_STRING, OFF(database_url), "" },
-	{ "source", KEY_STRING, OFF(source), "default" },
-	{ "poll_interval", KEY_DURATION, OFF(poll_interval_ms), "60s" },
-	{ "page_size", KEY_PAGE_SIZE, OFF(page_size), "100" },
-	{ "lookback", KEY_DURATION, OFF(lookback_ms), "2h" },
-	{ "http_timeout", KEY_DURATION, OFF(http_timeout_ms), "30s" },
-	{ "full_resync_interval", KEY_DURATION, OFF(full_resync_ms), "24h" },
-	{ "history_retention", KEY_RETENTION, OFF(history_retention_ms), "90d" },
-	{ "max_body_size", KEY_SIZE, OFF(max_body_bytes), "64M" },
-	{ "max_delete_fraction", KEY_FRACTION, OFF(max_delete_fraction), "10%" },
-	{ "order", KEY_ORDER, OFF(order), "auto" },
-	{ "status", KEY_STRING, OFF(filter_status), NULL },
-	{ "assistant_id", KEY_STRING, OFF(filter_assistant_id), NULL },
-	{ "contact_id", KEY_STRING, OFF(filter_contact_id), NULL },
-	{ "call_type", KEY_STRING, OFF(filter_call_type), NULL },
-	{ "log_level", KEY_LOG_LEVEL, OFF(log_level), "info" },
+	{ "api_url", KEY_URL, OFF(api_url), "https://api.vozagent.ai/v1", 0, 0 },
+	{ "allow_insecure_http", KEY_BOOL, OFF(allow_insecure_http), "no", 0, 0 },
+	{ "api_token", KEY_TOKEN, 0, NULL, 0, 0 },
+	{ "api_token_file", KEY_TOKEN, 0, NULL, 0, 0 },
+	{ "database_url", KEY_STRING, OFF(database_url), "", 0, 0 },
+	{ "source", KEY_STRING, OFF(source), "default", 0, 0 },
+	{ "poll_interval", KEY_DURATION, OFF(poll_interval_ms), "60s", 0, 0 },
+	{ "page_size", KEY_INT, OFF(page_size), "100", 1, 100 },
+	{ "concurrency", KEY_INT, OFF(concurrency), "8", 1, 32 },
+	{ "batch_rows", KEY_INT, OFF(batch_rows), "5000", 1, 50000 },
+	{ "batch_time", KEY_DURATION, OFF(batch_time_ms), "1s", 0, 0 },
+	{ "lookback", KEY_DURATION, OFF(lookback_ms), "2h", 0, 0 },
+	{ "http_timeout", KEY_DURATION, OFF(http_timeout_ms), "30s", 0, 0 },
+	{ "full_resync_interval", KEY_DURATION, OFF(full_resync_ms), "24h", 0, 0 },
+	{ "history_retention", KEY_RETENTION, OFF(history_retention_ms), "90d", 0, 0 },
+	{ "max_body_size", KEY_SIZE, OFF(max_body_bytes), "64M", 0, 0 },
+	{ "max_delete_fraction", KEY_FRACTION, OFF(max_delete_fraction), "10%", 0, 0 },
+	{ "order", KEY_ORDER, OFF(order), "auto", 0, 0 },
+	{ "status", KEY_STRING, OFF(filter_status), NULL, 0, 0 },
+	{ "assistant_id", KEY_STRING, OFF(filter_assistant_id), NULL, 0, 0 },
+	{ "contact_id", KEY_STRING, OFF(filter_contact_id), NULL, 0, 0 },
+	{ "call_type", KEY_STRING, OFF(filter_call_type), NULL, 0, 0 },
+	{ "log_level", KEY_LOG_LEVEL, OFF(log_level), "info", 0, 0 },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -587,14 +591,14 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 			loader_error(ld, "%s: %s: '%s' is not a fraction from 0 to 1 (use e.g. 10%% or "
 			    "0.1; 100%% allows any)", where, k->name, v);
 		break;
-	case KEY_PAGE_SIZE: {
+	case KEY_INT: {
 		char *end;
 		long n;
 		errno = 0;
 		n = strtol(v, &end, 10);
-		if (errno != 0 || end == v || *end != '\0' || n < 1 || n > 100)
-			loader_error(ld, "%s: %s must be a whole number from 1 to 100, got '%s'",
-			    where, k->name, v);
+		if (errno != 0 || end == v || *end != '\0' || n < k->min || n > k->max)
+			loader_error(ld, "%s: %s must be a whole number from %ld to %ld, got '%s'",
+			    where, k->name, k->min, k->max, v);
 		else
 			*(int *)dst = (int)n;
 		break;

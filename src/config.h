@@ -25,6 +25,9 @@ struct config {
 	uint64_t full_resync_ms;     /* run: a backfill this often; 0 = never */
 	uint64_t history_retention_ms; /* sync_runs and rejects older than this go; 0 = keep */
 	int page_size;
+	int concurrency;             /* pages a scan may have in flight */
+	int batch_rows;              /* a commit takes pages up to this many rows... */
+	uint64_t batch_time_ms;      /* ...or this long since its first page */
 	uint64_t max_body_bytes;     /* a longer response body fails its page */
 	double max_delete_fraction;  /* of a source's live calls one backfill may mark, 0..1 */
 	enum config_order order;
