@@ -18,8 +18,9 @@ Control interface (no auth, JSON in and out; errors are 400 {"error": ...})
   GET  /_control/calls            every call, API order, records exactly as served
                                   (a bare array, like /v1/calls without paging)
   GET  /_control/state            {"order", "count", "in_progress", "newest_started_at",
-                                   "generation", "config", "requests", "mutator",
-                                   "faults"}
+                                   "generation", "config", "requests", "max_in_flight"
+                                   (most /v1/ requests answered at once since the last
+                                   requests/clear), "mutator", "faults"}
   POST /_control/add              {"count": N [, "in_progress": 0.3]}  N calls after the newest
                                   {"late": N, "within_seconds": S}     N calls started up to S s
                                                                        before the newest one
@@ -1169,6 +1170,8 @@ class Sim:
                        "repeat_last_page": False, "wrap_around": False}
         self.log_lock = threading.Lock()
         self.requests = []
+        self.in_flight = 0           # /v1/ requests being answered now (under log_lock)
+        self.max_in_flight = 0       # the most at once since the last requests/clear
         self.seq = 0
         self.quiet = args.quiet
 
@@ -1328,7 +1331,14 @@ class Handler(BaseHTTPRequestHandler):
             if url.path.startswith("/_control/"):
                 self._control(method, url.path[len("/_control/"):])
             elif url.path.startswith("/v1/"):
-                self._serve_calls(method, url)
+                with self.sim.log_lock:
+                    self.sim.in_flight += 1
+                    self.sim.max_in_flight = max(self.sim.max_in_flight, self.sim.in_flight)
+                try:
+                    self._serve_calls(method, url)
+                finally:
+                    with self.sim.log_lock:
+                        self.sim.in_flight -= 1
             else:
                 self._json(404, {"error": "not found"})
         except OSError:             # the client went away (or a fault closed the socket)
@@ -1678,7 +1688,8 @@ class Handler(BaseHTTPRequestHandler):
             if method == "GET" and what == "state":
                 st = store.state()
                 st.update(order=sim.cfg()["order"], config=_public_cfg(sim.cfg()),
-                          requests=len(sim.requests), mutator=sim.mutator.summary(),
+                          requests=len(sim.requests), max_in_flight=sim.max_in_flight,
+                          mutator=sim.mutator.summary(),
                           faults=sim.faults.summary())
                 return self._json(200, st)
             if method == "GET" and what == "config":
@@ -1699,6 +1710,7 @@ class Handler(BaseHTTPRequestHandler):
                 with sim.log_lock:
                     n = len(sim.requests)
                     sim.requests = []
+                    sim.max_in_flight = sim.in_flight
                 return self._json(200, {"cleared": n})
             if what == "config":
                 return self._json(200, {"config": _public_cfg(sim.set_config(body))})
