@@ -15,6 +15,7 @@
 #include "parse.h"
 #include "revisit.h"
 #include "rows.h"
+#include "track.h"
 
 #define SYNC_MAX_ATTEMPTS 5                   /* per page, for 5xx/network/bad body */
 #define SYNC_MAX_429 20                       /* per page, for rate limiting */
@@ -61,11 +62,6 @@ struct scan_obs {
 	int64_t first_started;         /* of this page's first call */
 	struct window_mark ring[SYNC_WINDOW_RING];
 	unsigned ring_len, ring_pos;
-};
-
-struct stale_call {
-	char *id;
-	char *contact_id;
 };
 
 /* What to do again once PostgreSQL is back. */
@@ -121,12 +117,7 @@ struct sync {
 	enum db_redo db_redo;
 	char *url;                     /* of the request in flight, for messages */
 
-	/* refreshing unfinished calls */
-	char **tracked;                /* ids listed as in-progress this pass */
-	size_t ntracked, tracked_cap;
-	int tracked_overflow;          /* too many to track: skip the refresh this pass */
-	struct stale_call *stale;      /* mirrored as in-progress but no longer listed */
-	size_t nstale, stale_cap, stale_pos;
+	struct track *track;           /* refreshing unfinished calls */
 
 	char err[768];
 };
@@ -248,13 +239,15 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 	s->anchor = anchor_new((size_t)cfg->max_body_bytes + 1);
 	s->start_keys = anchor_new((size_t)cfg->max_body_bytes + 1);
 	s->revisit = revisit_new();
+	s->track = track_new(SYNC_MAX_TRACKED);
 	if (s->parse == NULL || s->rows == NULL || s->anchor == NULL || s->start_keys == NULL ||
-	    s->revisit == NULL || uv_timer_init(loop, &s->retry_timer) != 0) {
+	    s->revisit == NULL || s->track == NULL || uv_timer_init(loop, &s->retry_timer) != 0) {
 		parse_free(s->parse);
 		rows_free(s->rows);
 		anchor_free(s->anchor);
 		anchor_free(s->start_keys);
 		revisit_free(s->revisit);
+		track_free(s->track);
 		free(s);
 		return NULL;
 	}
@@ -263,33 +256,11 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 }
 
 static void
-sync_clear_stale(struct sync *s)
-{
-	for (size_t i = 0; i < s->nstale; i++) {
-		free(s->stale[i].id);
-		free(s->stale[i].contact_id);
-	}
-	s->nstale = s->stale_pos = 0;
-}
-
-static void
-sync_clear_tracking(struct sync *s)
-{
-	for (size_t i = 0; i < s->ntracked; i++)
-		free(s->tracked[i]);
-	s->ntracked = 0;
-	s->tracked_overflow = 0;
-	sync_clear_stale(s);
-}
-
-static void
 on_uv_timer_closed(uv_handle_t *h)
 {
 	struct sync *s = h->data;
 
-	sync_clear_tracking(s);
-	free(s->tracked);
-	free(s->stale);
+	track_free(s->track);
 	parse_free(s->parse);
 	rows_free(s->rows);
 	anchor_free(s->anchor);
@@ -342,7 +313,7 @@ sync_end(struct sync *s, const char *outcome, const char *error)
 	if (store_run_finish(s->store, s->run_id, outcome, error, &s->stats) < 0)
 		log_warnx("could not record the end of run %" PRId64 ": %s", s->run_id,
 		    store_errmsg(s->store));
-	sync_clear_tracking(s);
+	track_clear(s->track);
 }
 
 static void
@@ -843,33 +814,15 @@ sync_reconcile(struct sync *s)
 	sync_finish(s, SYNC_ERR_REFUSED, "%s", s->state.refusal);
 }
 
+/* The in-progress list's page is committed: remember its calls to tell which finished. */
 static int
 sync_track(struct sync *s)
 {
 	size_t n = rows_count(s->rows);
 
-	if (s->tracked_overflow)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s->ntracked >= SYNC_MAX_TRACKED) {
-			log_warnx("more than %d calls in progress: not refreshing finished ones this "
-			    "pass", SYNC_MAX_TRACKED);
-			s->tracked_overflow = 1;
-			return 0;
-		}
-		if (s->ntracked == s->tracked_cap) {
-			size_t cap = s->tracked_cap ? s->tracked_cap * 2 : 256;
-			char **nt = realloc(s->tracked, cap * sizeof *nt);
-			if (nt == NULL)
-				return -1;
-			s->tracked = nt;
-			s->tracked_cap = cap;
-		}
-		s->tracked[s->ntracked] = strdup(rows_id(s->rows, i));
-		if (s->tracked[s->ntracked] == NULL)
+	for (size_t i = 0; i < n; i++)
+		if (track_add(s->track, rows_id(s->rows, i)) < 0)
 			return -1;
-		s->ntracked++;
-	}
 	return 0;
 }
 
@@ -1046,52 +999,6 @@ sync_page_done(struct sync *s)
 	sync_next_scan(s);
 }
 
-static int
-cb_stale(void *arg, const char *id, const char *contact_id)
-{
-	struct sync *s = arg;
-	struct stale_call *c;
-
-	if (s->nstale == s->stale_cap) {
-		size_t cap = s->stale_cap ? s->stale_cap * 2 : 64;
-		struct stale_call *ns = realloc(s->stale, cap * sizeof *ns);
-		if (ns == NULL)
-			return -1;
-		s->stale = ns;
-		s->stale_cap = cap;
-	}
-	c = &s->stale[s->nstale];
-	c->id = strdup(id);
-	c->contact_id = contact_id != NULL ? strdup(contact_id) : NULL;
-	if (c->id == NULL || (contact_id != NULL && c->contact_id == NULL)) {
-		free(c->id);
-		free(c->contact_id);
-		return -1;
-	}
-	s->nstale++;
-	return 0;
-}
-
-/* Next contact whose calls need a refresh; NULL when none is left. */
-static const char *
-sync_next_contact(struct sync *s)
-{
-	while (s->stale_pos < s->nstale) {
-		struct stale_call *c = &s->stale[s->stale_pos++];
-		if (c->contact_id == NULL) {
-			log_warnx("call %s was in progress and is no longer listed as such, but has no "
-			    "contact_id to look it up by: the next backfill refreshes it", c->id);
-			continue;
-		}
-		/* stale calls come sorted by contact: one scan per contact */
-		if (s->stale_pos >= 2 && s->stale[s->stale_pos - 2].contact_id != NULL &&
-		    strcmp(s->stale[s->stale_pos - 2].contact_id, c->contact_id) == 0)
-			continue;
-		return c->contact_id;
-	}
-	return NULL;
-}
-
 /* The pass's scans, in order: main listing, in-progress list, contacts, done. */
 static void
 sync_next_scan(struct sync *s)
@@ -1105,19 +1012,21 @@ sync_next_scan(struct sync *s)
 		sync_go_scan(s, SCAN_UNFINISHED, 0);
 		return;
 	}
-	if (s->scan == SCAN_UNFINISHED && !s->tracked_overflow && s->nstale == 0) {
-		if (store_unfinished(s->store, s->cfg->source, (const char *const *)s->tracked,
-		    s->ntracked, cb_stale, s) < 0) {
-			sync_clear_stale(s);
+	if (s->scan == SCAN_UNFINISHED && !track_is_overflowing(s->track) &&
+	    track_stale_count(s->track) == 0) {
+		if (store_unfinished(s->store, s->cfg->source, track_ids(s->track),
+		    track_count(s->track), track_add_stale, s->track) < 0) {
+			track_clear_stale(s->track);
 			if (!sync_db_lost(s, REDO_NEXT_SCAN))
 				sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
 			return;
 		}
-		if (s->nstale > 0)
-			log_info("%zu calls have left the in-progress list: refreshing them", s->nstale);
+		if (track_stale_count(s->track) > 0)
+			log_info("%zu calls have left the in-progress list: refreshing them",
+			    track_stale_count(s->track));
 	}
 	if (s->scan == SCAN_UNFINISHED || s->scan == SCAN_CONTACT) {
-		contact = sync_next_contact(s);
+		contact = track_next_contact(s->track);
 		if (contact != NULL) {
 			char *value = strdup(contact);
 			if (value == NULL) {
