@@ -9,12 +9,14 @@
 #include <time.h>
 
 #include "anchor.h"
+#include "cursor.h"
 #include "decide.h"
 #include "buf.h"
 #include "log.h"
 #include "parse.h"
 #include "revisit.h"
 #include "rows.h"
+#include "track.h"
 
 #define SYNC_MAX_ATTEMPTS 5                   /* per page, for 5xx/network/bad body */
 #define SYNC_MAX_429 20                       /* per page, for rate limiting */
@@ -26,47 +28,8 @@
 #define SYNC_THROTTLE_MAX_MS 10000
 #define SYNC_DB_ATTEMPTS 8                    /* reconnects before a pass gives up */
 #define SYNC_DB_BACKOFF_CAP_MS 30000
-#define SYNC_WINDOW_RING 64                   /* pages remembered to place the lookback window */
 #define SYNC_MAX_TRACKED 200000               /* unfinished calls tracked in one pass */
-#define SYNC_FUTURE_SLACK_US (86400LL * 1000000) /* a start later than now + this is not a cursor */
 #define SYNC_URL_MAX (64 * 1024)              /* no server takes a longer request URL */
-
-/*
- * A pass is a sequence of scans. Each scan pages through one listing
- * (the whole list, or one filtered by status or contact) from an offset.
- */
-enum scan_kind {
-	SCAN_FULL,          /* whole list from an offset to its end */
-	SCAN_TAIL_NEWEST,   /* newest-first: from 0 until past the lookback window */
-	SCAN_TAIL_OLDEST,   /* oldest-first: from near the window to the end */
-	SCAN_UNFINISHED,    /* status=in-progress, to learn which calls are still running */
-	SCAN_CONTACT,       /* one contact's calls, to refresh calls that have finished */
-};
-
-struct window_mark {
-	int64_t offset;
-	int64_t first_started;
-};
-
-/*
- * What a scan has learnt from the pages it committed: the order of their
- * calls, the newest start, where pages started. A page works on a copy,
- * which replaces this only once the page is committed: a page that fails,
- * or whose commit is lost, leaves no trace.
- */
-struct scan_obs {
-	int64_t prev_started;          /* of the last call read, in list order */
-	int64_t asc, desc;             /* neighbouring calls in each order */
-	int64_t newest;                /* newest call_started_at (not in the future) */
-	int64_t first_started;         /* of this page's first call */
-	struct window_mark ring[SYNC_WINDOW_RING];
-	unsigned ring_len, ring_pos;
-};
-
-struct stale_call {
-	char *id;
-	char *contact_id;
-};
 
 /* What to do again once PostgreSQL is back. */
 enum db_redo { REDO_PAGE, REDO_NEXT_SCAN, REDO_RECONCILE };
@@ -91,42 +54,20 @@ struct sync {
 	int backfill_failed;           /* auto mode: the last backfill pass failed */
 	int mass_delete_confirmed;     /* the operator said a mass deletion is real */
 
-	/* a backfill's circle: from where the last one stopped to the end, then 0.. */
-	int64_t circle_start;
-	int wrapped;                   /* reading from offset 0 again */
-	int start_keys_set;
-	int meets_start;               /* the page listed a call of start_keys */
+	int start_keys_set;            /* a backfill kept the calls of its first page */
 
-	/* the current scan */
-	enum scan_kind scan;
+	/* the current scan: where it stands, and what the page being read shows */
+	struct cursor cur;
+	struct cursor_page page;
 	char *scan_value;              /* SCAN_CONTACT: the contact_id */
-	int64_t offset;                /* of the page being fetched */
-	int64_t step;                  /* oldest-first: how far the window probe steps back */
-	int probing;                   /* oldest-first: first page, checking the start */
-	int64_t gap_step;              /* stepping back over a shift; 0 = not */
 	int attempt, attempts_429;
-	int64_t threshold;             /* window base - lookback, at pass start */
-	int64_t pass_start_newest;     /* newest call mirrored when the pass started */
-	int64_t now_us;                /* wall clock at pass start */
-	struct scan_obs obs;           /* as committed */
-	struct scan_obs page;          /* the page being read: obs, plus what it shows */
-	int joined;                    /* the page listed a call the anchor knows */
-	size_t page_new;               /* calls of the page the anchor does not know */
 	struct revisit *revisit;       /* sampled keys of the scan, each where it was last read */
-	int64_t repeat_prev, repeat_at; /* a call of the page last read far before; -1: none */
-	char repeat_key[ANCHOR_KEY_MAX + 1];
-	struct decide_progress progress;
 	uint64_t throttle_ms;          /* least gap between requests since a 429 */
 	int db_attempt;
 	enum db_redo db_redo;
 	char *url;                     /* of the request in flight, for messages */
 
-	/* refreshing unfinished calls */
-	char **tracked;                /* ids listed as in-progress this pass */
-	size_t ntracked, tracked_cap;
-	int tracked_overflow;          /* too many to track: skip the refresh this pass */
-	struct stale_call *stale;      /* mirrored as in-progress but no longer listed */
-	size_t nstale, stale_cap, stale_pos;
+	struct track *track;           /* refreshing unfinished calls */
 
 	char err[768];
 };
@@ -151,42 +92,18 @@ now_usec(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Order detection, in list order; calls a page shares with earlier ones only set the place. */
-static void
-obs_call(struct scan_obs *o, int64_t t, int known, int64_t now_us)
-{
-	if (t == ROWS_NO_TIME)
-		return;
-	if (!known && o->prev_started != ROWS_NO_TIME) {
-		if (t > o->prev_started)
-			o->asc++;
-		else if (t < o->prev_started)
-			o->desc++;
-	}
-	o->prev_started = t;
-	/* a start far in the future would stop every later window short */
-	if (t <= now_us + SYNC_FUTURE_SLACK_US && (o->newest == ROWS_NO_TIME || t > o->newest))
-		o->newest = t;
-}
-
-static void
-obs_reset(struct scan_obs *o)
-{
-	memset(o, 0, sizeof *o);
-	o->prev_started = o->newest = o->first_started = ROWS_NO_TIME;
-}
-
 /* Keeps the first call of the page whose previous reading this scan was pages and pages back. */
 static void
 sync_note_revisit(struct sync *s, const char *key, int64_t at)
 {
 	int64_t last = revisit_note(s->revisit, key, at);
 
-	if (last < 0 || s->repeat_at >= 0 || !decide_list_repeats(last, at, s->cfg->page_size))
+	if (last < 0 || s->page.repeat_at >= 0 ||
+	    !decide_list_repeats(last, at, s->cfg->page_size))
 		return;
-	s->repeat_prev = last;
-	s->repeat_at = at;
-	snprintf(s->repeat_key, sizeof s->repeat_key, "%s", key);
+	s->page.repeat_prev = last;
+	s->page.repeat_at = at;
+	snprintf(s->page.repeat_key, sizeof s->page.repeat_key, "%s", key);
 }
 
 static int
@@ -200,8 +117,6 @@ cb_record(void *arg, const struct record *rec)
 
 	if (tv->type == JSON_STRING && rows_parse_timestamp(tv->text, tv->len, &t) < 0)
 		t = ROWS_NO_TIME;
-	if (rec->index == 0)
-		s->page.first_started = t;
 	anchor_key(rec, key);
 	anchor_page_add(s->anchor, key);
 	/*
@@ -209,19 +124,15 @@ cb_record(void *arg, const struct record *rec)
 	 * added ahead): it proves this page joins them. It is merged already.
 	 */
 	known = anchor_count(s->anchor) > 0 && anchor_has(s->anchor, key);
-	obs_call(&s->page, t, known, s->now_us);
-	if (s->wrapped && anchor_has(s->start_keys, key))
-		s->meets_start = 1;
-	if (!known)
-		s->page_new++;
-	sync_note_revisit(s, key, s->offset + rec->index);
-	if (known) {
-		s->joined = 1;
+	cursor_page_call(&s->cur, &s->page, rec->index, t, known);
+	if (s->cur.wrapped && anchor_has(s->start_keys, key))
+		s->page.meets_start = true;
+	sync_note_revisit(s, key, s->cur.offset + rec->index);
+	if (known)
 		return 0;
-	}
 	rc = rows_add(s->rows, rec);
 	if (rc == 1)
-		log_warnx("offset %" PRId64 ": %s: skipped", s->offset, rows_reject_reason(s->rows));
+		log_warnx("offset %" PRId64 ": %s: skipped", s->cur.offset, rows_reject_reason(s->rows));
 	return rc < 0 ? -1 : 0;
 }
 
@@ -248,13 +159,15 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 	s->anchor = anchor_new((size_t)cfg->max_body_bytes + 1);
 	s->start_keys = anchor_new((size_t)cfg->max_body_bytes + 1);
 	s->revisit = revisit_new();
+	s->track = track_new(SYNC_MAX_TRACKED);
 	if (s->parse == NULL || s->rows == NULL || s->anchor == NULL || s->start_keys == NULL ||
-	    s->revisit == NULL || uv_timer_init(loop, &s->retry_timer) != 0) {
+	    s->revisit == NULL || s->track == NULL || uv_timer_init(loop, &s->retry_timer) != 0) {
 		parse_free(s->parse);
 		rows_free(s->rows);
 		anchor_free(s->anchor);
 		anchor_free(s->start_keys);
 		revisit_free(s->revisit);
+		track_free(s->track);
 		free(s);
 		return NULL;
 	}
@@ -263,33 +176,11 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 }
 
 static void
-sync_clear_stale(struct sync *s)
-{
-	for (size_t i = 0; i < s->nstale; i++) {
-		free(s->stale[i].id);
-		free(s->stale[i].contact_id);
-	}
-	s->nstale = s->stale_pos = 0;
-}
-
-static void
-sync_clear_tracking(struct sync *s)
-{
-	for (size_t i = 0; i < s->ntracked; i++)
-		free(s->tracked[i]);
-	s->ntracked = 0;
-	s->tracked_overflow = 0;
-	sync_clear_stale(s);
-}
-
-static void
 on_uv_timer_closed(uv_handle_t *h)
 {
 	struct sync *s = h->data;
 
-	sync_clear_tracking(s);
-	free(s->tracked);
-	free(s->stale);
+	track_free(s->track);
 	parse_free(s->parse);
 	rows_free(s->rows);
 	anchor_free(s->anchor);
@@ -342,7 +233,7 @@ sync_end(struct sync *s, const char *outcome, const char *error)
 	if (store_run_finish(s->store, s->run_id, outcome, error, &s->stats) < 0)
 		log_warnx("could not record the end of run %" PRId64 ": %s", s->run_id,
 		    store_errmsg(s->store));
-	sync_clear_tracking(s);
+	track_clear(s->track);
 }
 
 static void
@@ -392,23 +283,23 @@ url_param(struct buf *url, const char *key, const char *value)
 	return 0;
 }
 
-/* s->url for the page at s->offset: 0, or -1 with s->err set (never a cut URL). */
+/* s->url for the page at s->cur.offset: 0, or -1 with s->err set (never a cut URL). */
 static int
 sync_build_url(struct sync *s)
 {
 	const struct config *c = s->cfg;
-	int contact_scan = s->scan == SCAN_CONTACT;
+	int contact_scan = s->cur.scan == SCAN_CONTACT;
 	struct buf url;
 	int n;
 
 	buf_init(&url, SYNC_URL_MAX);
 	n = snprintf(NULL, 0, "%s/calls?limit=%d&offset=%" PRId64, c->api_url, c->page_size,
-	    s->offset);
+	    s->cur.offset);
 	if (n >= 0 && buf_reserve(&url, (size_t)n + 1) == 0) {
 		snprintf(url.data, url.cap, "%s/calls?limit=%d&offset=%" PRId64, c->api_url,
-		    c->page_size, s->offset);
+		    c->page_size, s->cur.offset);
 		url.len = (size_t)n;
-		if (url_param(&url, "status", s->scan == SCAN_UNFINISHED ? "in-progress" :
+		if (url_param(&url, "status", s->cur.scan == SCAN_UNFINISHED ? "in-progress" :
 		    c->filter_status) == 0 &&
 		    url_param(&url, "contact_id", contact_scan ? s->scan_value :
 		    c->filter_contact_id) == 0 &&
@@ -434,12 +325,7 @@ sync_fetch_now(struct sync *s)
 	parse_set_max_records(s->parse, (unsigned)s->cfg->page_size);
 	rows_reset(s->rows);
 	anchor_page_begin(s->anchor);
-	s->page = s->obs;
-	s->page.first_started = ROWS_NO_TIME;
-	s->joined = 0;
-	s->page_new = 0;
-	s->meets_start = 0;
-	s->repeat_prev = s->repeat_at = -1;
+	cursor_page_begin(&s->cur, &s->page);
 	if (sync_build_url(s) < 0)
 		return -1;
 	log_debug("GET %s", s->url);
@@ -461,7 +347,7 @@ on_uv_fetch(uv_timer_t *t)
 }
 
 /*
- * Requests the page at s->offset: now, or after the gap a recent 429 asks
+ * Requests the page at s->cur.offset: now, or after the gap a recent 429 asks
  * for. The gap shrinks by a quarter with every page that went through.
  */
 static int
@@ -480,16 +366,11 @@ sync_fetch_page(struct sync *s)
 static int
 sync_start_scan(struct sync *s, enum scan_kind kind, int64_t offset)
 {
-	s->scan = kind;
-	s->offset = offset;
 	s->attempt = s->attempts_429 = 0;
-	s->gap_step = 0;
-	decide_progress_reset(&s->progress);
-	obs_reset(&s->obs);
+	cursor_scan_begin(&s->cur, kind, offset);
 	anchor_reset(s->anchor);
 	/* also a backfill's lap from 0, which reads again what its first lap read */
 	revisit_reset(s->revisit);
-	s->probing = kind == SCAN_TAIL_OLDEST && offset > 0;
 	return sync_fetch_page(s);
 }
 
@@ -519,7 +400,7 @@ sync_order(const struct sync *s)
  * that keeps failing deep in the history does not stop new calls.
  */
 static enum sync_mode
-sync_choose_mode(struct sync *s)
+sync_choose_mode(struct sync *s, int64_t now_us)
 {
 	const struct sync_state *st = &s->state;
 	uint64_t every = s->cfg->full_resync_ms;
@@ -533,7 +414,7 @@ sync_choose_mode(struct sync *s)
 	}
 	if (st->backfill_offset >= 0)
 		return SYNC_BACKFILL;
-	if (every > 0 && (last == ROWS_NO_TIME || s->now_us - last >= (int64_t)every * 1000))
+	if (every > 0 && (last == ROWS_NO_TIME || now_us - last >= (int64_t)every * 1000))
 		return SYNC_BACKFILL;
 	return SYNC_INCREMENTAL;
 }
@@ -543,25 +424,25 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 {
 	enum config_order order;
 	enum scan_kind kind;
-	int64_t base, from = 0;
+	int64_t now_us, pass_start_newest, from = 0;
 
 	if (s->running) {
 		snprintf(s->err, sizeof s->err, "a pass is already running");
 		return -1;
 	}
 	memset(&s->stats, 0, sizeof s->stats);
-	s->now_us = now_usec();
+	now_us = now_usec();
 	/*
 	 * Late arrivals are defined against the newest call already mirrored,
 	 * which may be newer than the cursor (an interrupted scan committed it).
 	 */
 	if (store_state_load(s->store, s->cfg->source, &s->state) < 0 ||
-	    store_newest_mirrored(s->store, s->cfg->source, &s->pass_start_newest) < 0) {
+	    store_newest_mirrored(s->store, s->cfg->source, &pass_start_newest) < 0) {
 		snprintf(s->err, sizeof s->err, "%s", store_errmsg(s->store));
 		return -1;
 	}
 	if (mode == SYNC_AUTO)
-		mode = sync_choose_mode(s);
+		mode = sync_choose_mode(s, now_us);
 	if (store_run_begin(s->store, s->cfg->source, sync_mode_name(mode), &s->run_id) < 0) {
 		snprintf(s->err, sizeof s->err, "%s", store_errmsg(s->store));
 		return -1;
@@ -570,13 +451,11 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	s->done = done;
 	s->done_arg = arg;
 	s->running = 1;
-	base = s->state.window_base_at != ROWS_NO_TIME ? s->state.window_base_at :
-	    s->state.newest_started_at;
-	s->threshold = base == ROWS_NO_TIME ? ROWS_NO_TIME :
-	    base - (int64_t)s->cfg->lookback_ms * 1000;
+	cursor_pass_begin(&s->cur, mode == SYNC_BACKFILL, s->run_id, s->cfg->page_size,
+	    (int64_t)s->cfg->lookback_ms, now_us, pass_start_newest, &s->state);
 	order = sync_order(s);
 
-	s->wrapped = s->start_keys_set = 0;
+	s->start_keys_set = 0;
 	anchor_reset(s->start_keys);
 	if (mode == SYNC_BACKFILL) {
 		/*
@@ -584,8 +463,7 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 		 * read: it reads to the end, then from offset 0 back to where it began.
 		 */
 		kind = SCAN_FULL;
-		from = s->state.backfill_offset >= 0 ? s->state.backfill_offset : 0;
-		s->circle_start = from;
+		from = s->cur.circle_start;
 		if (from > 0)
 			log_info("run %" PRId64 ": backfill of source '%s' from offset %" PRId64
 			    " (where the last one stopped) to the end, then from offset 0 to there",
@@ -593,10 +471,10 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 		else
 			log_info("run %" PRId64 ": backfill of source '%s' from offset 0", s->run_id,
 			    s->cfg->source);
-	} else if (s->threshold == ROWS_NO_TIME || order == ORDER_AUTO) {
+	} else if (s->cur.threshold == ROWS_NO_TIME || order == ORDER_AUTO) {
 		kind = SCAN_FULL;
 		log_info("run %" PRId64 ": incremental pass of source '%s': %s, reading the whole "
-		    "list", s->run_id, s->cfg->source, s->threshold == ROWS_NO_TIME ?
+		    "list", s->run_id, s->cfg->source, s->cur.threshold == ROWS_NO_TIME ?
 		    "nothing mirrored yet" : "the API's order is not known");
 	} else if (order == ORDER_NEWEST_FIRST) {
 		kind = SCAN_TAIL_NEWEST;
@@ -607,7 +485,6 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 		from = s->state.window_offset > 0 ? s->state.window_offset : 0;
 		log_info("run %" PRId64 ": incremental pass of source '%s' (oldest first, from "
 		    "offset %" PRId64 ")", s->run_id, s->cfg->source, from);
-		s->step = s->cfg->page_size;
 	}
 	if (sync_start_scan(s, kind, from) < 0) {
 		/* the callback is never called when starting fails */
@@ -644,65 +521,9 @@ sync_retry(struct sync *s, const struct fetch_result *res, const char *why)
 			cap = SYNC_BACKOFF_CAP_MS;
 		delay_ms = (uint64_t)rand() % (cap + 1);
 	}
-	log_warnx("offset %" PRId64 ": %s; retrying in %.1fs", s->offset, why, delay_ms / 1000.0);
+	log_warnx("offset %" PRId64 ": %s; retrying in %.1fs", s->cur.offset, why, delay_ms / 1000.0);
 	uv_timer_start(&s->retry_timer, on_uv_fetch, delay_ms, 0);
 	return 1;
-}
-
-static const char *
-order_detected(const struct scan_obs *o)
-{
-	if (o->asc > 0 && o->desc == 0)
-		return "oldest_first";
-	if (o->desc > 0 && o->asc == 0)
-		return "newest_first";
-	if (o->asc > 0 && o->desc > 0)
-		return "unknown";
-	return NULL; /* too few calls to tell */
-}
-
-/* A whole-list or tail scan has reached its end: the cursor it moves to. */
-static void
-cursor_complete(const struct sync *s, const struct scan_obs *o, struct sync_state *next)
-{
-	const char *order = order_detected(o);
-	int64_t newest = next->newest_started_at;
-
-	if (s->scan == SCAN_FULL && order != NULL) {
-		if (strcmp(order, next->api_order) != 0)
-			log_info("the API lists calls %s",
-			    strcmp(order, "unknown") == 0 ? "in no order this daemon can rely on: "
-			    "incremental passes will read the whole list" :
-			    strcmp(order, "oldest_first") == 0 ? "oldest first" : "newest first");
-		snprintf(next->api_order, sizeof next->api_order, "%s", order);
-	}
-	if (o->newest != ROWS_NO_TIME && (newest == ROWS_NO_TIME || o->newest > newest))
-		newest = o->newest;
-	next->newest_started_at = newest;
-	/*
-	 * The next window starts lookback before the newest call known when this
-	 * pass began: a late call that landed behind this pass's position while it
-	 * paged is inside it.
-	 */
-	next->window_base_at = s->pass_start_newest != ROWS_NO_TIME ? s->pass_start_newest :
-	    newest;
-	if (newest != ROWS_NO_TIME && (s->scan == SCAN_FULL || s->scan == SCAN_TAIL_OLDEST)) {
-		/* the last page that starts before the next pass's window */
-		int64_t limit = next->window_base_at - (int64_t)s->cfg->lookback_ms * 1000;
-		int64_t best = -1;
-		for (unsigned i = 0; i < o->ring_len; i++)
-			if (o->ring[i].first_started < limit && o->ring[i].offset > best)
-				best = o->ring[i].offset;
-		if (best < 0 && o->ring_len > 0) {
-			/* the window starts before what we remember: take the oldest page */
-			best = INT64_MAX;
-			for (unsigned i = 0; i < o->ring_len; i++)
-				if (o->ring[i].offset < best)
-					best = o->ring[i].offset;
-		}
-		if (best >= 0)
-			next->window_offset = best;
-	}
 }
 
 static void
@@ -765,7 +586,7 @@ sync_commit(struct sync *s, struct rows *rows, struct sync_state *next,
 	struct store_page page = {
 		.source = s->cfg->source,
 		.run_id = s->run_id,
-		.offset = s->offset,
+		.offset = s->cur.offset,
 		.rows = rows,
 		/* a backfill reconciles against the calls its own pass read, no others */
 		.backfill_gen = s->mode == SYNC_BACKFILL ? s->run_id : -1,
@@ -776,7 +597,7 @@ sync_commit(struct sync *s, struct rows *rows, struct sync_state *next,
 		    next->refuse_now ? REDO_RECONCILE : REDO_NEXT_SCAN))
 			return -1;
 		sync_finish(s, SYNC_ERR_STORE, "writing the page at offset %" PRId64 " failed: %s",
-		    s->offset, store_errmsg(s->store));
+		    s->cur.offset, store_errmsg(s->store));
 		return -1;
 	}
 	/* done once: the unseen calls are marked, and the seen set is gone */
@@ -843,33 +664,15 @@ sync_reconcile(struct sync *s)
 	sync_finish(s, SYNC_ERR_REFUSED, "%s", s->state.refusal);
 }
 
+/* The in-progress list's page is committed: remember its calls to tell which finished. */
 static int
 sync_track(struct sync *s)
 {
 	size_t n = rows_count(s->rows);
 
-	if (s->tracked_overflow)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s->ntracked >= SYNC_MAX_TRACKED) {
-			log_warnx("more than %d calls in progress: not refreshing finished ones this "
-			    "pass", SYNC_MAX_TRACKED);
-			s->tracked_overflow = 1;
-			return 0;
-		}
-		if (s->ntracked == s->tracked_cap) {
-			size_t cap = s->tracked_cap ? s->tracked_cap * 2 : 256;
-			char **nt = realloc(s->tracked, cap * sizeof *nt);
-			if (nt == NULL)
-				return -1;
-			s->tracked = nt;
-			s->tracked_cap = cap;
-		}
-		s->tracked[s->ntracked] = strdup(rows_id(s->rows, i));
-		if (s->tracked[s->ntracked] == NULL)
+	for (size_t i = 0; i < n; i++)
+		if (track_add(s->track, rows_id(s->rows, i)) < 0)
 			return -1;
-		s->ntracked++;
-	}
 	return 0;
 }
 
@@ -881,218 +684,126 @@ sync_track(struct sync *s)
  * joins again.
  */
 static void
-sync_reread(struct sync *s, struct store_stats *stats)
+sync_reread(struct sync *s, const struct cursor_decision *d, struct store_stats *stats)
 {
-	int64_t step = s->gap_step > 0 ? s->gap_step * 2 : s->cfg->page_size - 1;
-	int64_t back = s->offset > step ? s->offset - step : 0;
-	struct sync_state next = s->state;
+	struct sync_state next = d->next;
 
 	stats->drift_rereads++;
 	log_warnx("the list moved under the pass (calls deleted ahead of offset %" PRId64
-	    "): reading again from offset %" PRId64, s->offset, back);
+	    "): reading again from offset %" PRId64, s->cur.offset, d->next_offset);
 	if (sync_commit(s, s->rows, &next, stats) < 0)
 		return;
-	s->gap_step = step;
-	s->offset = back;
+	cursor_committed(&s->cur, &s->page, d);
 	/* the calls read so far may sit anywhere now: where they were read proves nothing */
 	revisit_reset(s->revisit);
 	if (sync_fetch_page(s) < 0)
 		sync_finish(s, SYNC_ERR_API, "%s", s->err);
 }
 
-/* A page was read whole: decide what it means, commit it, then move on. */
+/* Says what order a whole-list scan found the API in, when that is news. */
+static void
+sync_log_order(const char *order)
+{
+	log_info("the API lists calls %s", strcmp(order, "unknown") == 0 ? "in no order this "
+	    "daemon can rely on: incremental passes will read the whole list" :
+	    strcmp(order, "oldest_first") == 0 ? "oldest first" : "newest first");
+}
+
+/* A page was read whole: decide what it means, commit it, then act on that. */
 static void
 sync_page_done(struct sync *s)
 {
-	unsigned listed = parse_records(s->parse);
-	int last = listed < (unsigned)s->cfg->page_size;
-	int overlap = s->cfg->page_size > 1;
-	/* pages overlap by one call, so each can show it joins the ones before */
-	int64_t after = s->offset + listed - (overlap && listed > 0 ? 1 : 0);
-	struct sync_state next = s->state;
+	struct cursor_page *p = &s->page;
+	struct cursor_decision d;
 	struct store_stats stats = s->stats;
-	struct scan_obs *o = &s->page;
-	int contradicts = 0, restart_probe = 0;
-	enum decide_circle circle = CIRCLE_GO_ON;
+	int64_t offset = s->cur.offset;
 
+	p->listed = parse_records(s->parse);
+	p->kept = rows_count(s->rows);
+	p->read_before = anchor_count(s->anchor) > 0;
 	stats.pages++;
-	stats.records_seen += listed;
+	stats.records_seen += p->listed;
 	stats.rejected += rows_rejected(s->rows);
 	stats.warnings += rows_warnings(s->rows);
 	s->attempt = s->attempts_429 = 0;
-	/* no drift carries a call that far ahead: the API answers past the end from the start */
-	if (s->repeat_at >= 0) {
+	cursor_page(&s->cur, p, &s->state, &d);
+	switch (d.verdict) {
+	case CURSOR_FAIL_REPEAT:
 		sync_finish(s, SYNC_ERR_API, "the API listed call %s at offset %" PRId64 " and again "
 		    "at offset %" PRId64 ": the list repeats itself past its end (does the API or a "
 		    "cache in front of it answer offsets past the end from the start of the list?); "
-		    "giving up this scan", s->repeat_key, s->repeat_prev, s->repeat_at);
+		    "giving up this scan", p->repeat_key, p->repeat_prev, p->repeat_at);
 		return;
-	}
-	/* at offset 0 nothing lies before the page: it joins by definition */
-	if (overlap && anchor_count(s->anchor) > 0 && s->offset > 0 && !s->joined) {
-		if (decide_reread_stalls(&s->progress)) {
-			sync_finish(s, SYNC_ERR_API, "the API's pages do not follow on from each other: "
-			    "stepped back %d times near offset %" PRId64 " without reading anything new; "
-			    "giving up this scan", DECIDE_MAX_REREADS, s->offset);
-			return;
-		}
-		sync_reread(s, &stats);
+	case CURSOR_FAIL_NO_JOIN:
+		sync_finish(s, SYNC_ERR_API, "the API's pages do not follow on from each other: "
+		    "stepped back %d times near offset %" PRId64 " without reading anything new; "
+		    "giving up this scan", DECIDE_MAX_REREADS, offset);
 		return;
-	}
-	/* a scan ends only on a short page: one that never comes must not keep it going */
-	if (!last && decide_page_stalls(&s->progress, s->page_new)) {
+	case CURSOR_FAIL_STALL:
 		sync_finish(s, SYNC_ERR_API, "the API keeps answering with calls this scan has "
 		    "already read: %d full pages in a row, up to offset %" PRId64 ", listed nothing "
 		    "new (does the API or a cache in front of it repeat the last page past the end "
-		    "of the list?); giving up this scan", DECIDE_STALL_PAGES, s->offset);
+		    "of the list?); giving up this scan", DECIDE_STALL_PAGES, offset);
 		return;
-	}
-	if (rows_count(s->rows) > 0 && o->first_started != ROWS_NO_TIME) {
-		o->ring[o->ring_pos].offset = s->offset;
-		o->ring[o->ring_pos].first_started = o->first_started;
-		o->ring_pos = (o->ring_pos + 1) % SYNC_WINDOW_RING;
-		if (o->ring_len < SYNC_WINDOW_RING)
-			o->ring_len++;
-	}
-
-	switch (s->scan) {
-	case SCAN_FULL:
-		if (s->mode != SYNC_BACKFILL) {
-			if (last)
-				cursor_complete(s, o, &next);
-			break;
-		}
-		circle = decide_circle_step(s->circle_start, s->wrapped, last, s->meets_start);
-		next.backfill_offset = after;
-		next.backfill_run_id = s->run_id;
-		next.backfill_wrap_to = s->wrapped ? s->circle_start : -1;
-		if (!s->wrapped && last)
-			cursor_complete(s, o, &next);
-		if (circle == CIRCLE_WRAP) {
-			next.backfill_offset = 0;
-			next.backfill_wrap_to = s->circle_start;
-		}
-		/* the reconciliation is its own commit, once its numbers are known */
-		last = circle != CIRCLE_GO_ON;
-		break;
-	case SCAN_TAIL_NEWEST:
-		contradicts = o->asc > 0;
-		/* past the window once a call started before it */
-		if (!last && o->prev_started != ROWS_NO_TIME && o->prev_started < s->threshold)
-			last = 1;
-		if (last && !contradicts)
-			cursor_complete(s, o, &next);
-		break;
-	case SCAN_TAIL_OLDEST:
-		contradicts = o->desc > 0;
-		/* the window must start inside or before the first page, else step back */
-		restart_probe = s->probing &&
-		    (o->first_started == ROWS_NO_TIME || o->first_started >= s->threshold);
-		if (last && !contradicts && !restart_probe)
-			cursor_complete(s, o, &next);
-		break;
-	case SCAN_UNFINISHED:
-	case SCAN_CONTACT:
-		break;
-	}
-	if (contradicts)
-		snprintf(next.api_order, sizeof next.api_order, "unknown");
-	if (sync_commit(s, s->rows, &next, &stats) < 0)
+	case CURSOR_REREAD:
+		sync_reread(s, &d, &stats);
 		return;
-	/* committed: what the page showed is now the scan's */
-	s->obs = *o;
-	if (s->mode == SYNC_BACKFILL && s->scan == SCAN_FULL && !s->start_keys_set &&
+	case CURSOR_NEXT_PAGE:
+	case CURSOR_SCAN_END:
+	case CURSOR_WRAP:
+	case CURSOR_CLOSED:
+	case CURSOR_ORDER_CHANGED:
+	case CURSOR_PROBE_BACK:
+		break;
+	}
+	if (d.order_learnt != NULL)
+		sync_log_order(d.order_learnt);
+	if (sync_commit(s, s->rows, &d.next, &stats) < 0)
+		return;
+	if (s->mode == SYNC_BACKFILL && s->cur.scan == SCAN_FULL && !s->start_keys_set &&
 	    sync_keep_start_keys(s) < 0) {
 		sync_finish(s, SYNC_ERR_STORE, "out of memory keeping the first page's ids");
 		return;
 	}
 	anchor_page_commit(s->anchor);
-	s->gap_step = 0;
-	if (s->scan == SCAN_UNFINISHED && sync_track(s) < 0) {
+	if (s->cur.scan == SCAN_UNFINISHED && sync_track(s) < 0) {
 		sync_finish(s, SYNC_ERR_STORE, "out of memory tracking unfinished calls");
 		return;
 	}
-	if (contradicts) {
+	/* committed: what the page showed is now the scan's */
+	cursor_committed(&s->cur, p, &d);
+	switch (d.verdict) {
+	case CURSOR_ORDER_CHANGED:
 		log_warnx("the API's order changed: reading the whole list instead");
 		sync_go_scan(s, SCAN_FULL, 0);
 		return;
-	}
-	if (restart_probe) {
-		int64_t back = s->offset > s->step ? s->offset - s->step : 0;
+	case CURSOR_PROBE_BACK:
 		log_debug("lookback window starts before offset %" PRId64 ": stepping back to %"
-		    PRId64, s->offset, back);
-		s->step *= 2;
-		sync_go_scan(s, SCAN_TAIL_OLDEST, back);
+		    PRId64, offset, d.next_offset);
+		sync_go_scan(s, SCAN_TAIL_OLDEST, d.next_offset);
 		return;
-	}
-	s->probing = 0;
-	if (circle == CIRCLE_WRAP) {
+	case CURSOR_WRAP:
 		log_info("run %" PRId64 ": read to the end of the list; now from offset 0 up to "
-		    "where this backfill began (offset %" PRId64 ")", s->run_id, s->circle_start);
-		s->wrapped = 1;
+		    "where this backfill began (offset %" PRId64 ")", s->run_id, s->cur.circle_start);
 		sync_go_scan(s, SCAN_FULL, 0);
 		return;
-	}
-	if (circle == CIRCLE_CLOSED) {
+	case CURSOR_CLOSED:
 		sync_reconcile(s);
 		return;
-	}
-	if (!last) {
-		s->offset = after;
+	case CURSOR_NEXT_PAGE:
 		if (sync_fetch_page(s) < 0)
 			sync_finish(s, SYNC_ERR_API, "%s", s->err);
 		return;
+	case CURSOR_SCAN_END:
+	case CURSOR_REREAD:
+	case CURSOR_FAIL_REPEAT:
+	case CURSOR_FAIL_NO_JOIN:
+	case CURSOR_FAIL_STALL:
+		break;
 	}
 	sync_next_scan(s);
 }
 
-static int
-cb_stale(void *arg, const char *id, const char *contact_id)
-{
-	struct sync *s = arg;
-	struct stale_call *c;
-
-	if (s->nstale == s->stale_cap) {
-		size_t cap = s->stale_cap ? s->stale_cap * 2 : 64;
-		struct stale_call *ns = realloc(s->stale, cap * sizeof *ns);
-		if (ns == NULL)
-			return -1;
-		s->stale = ns;
-		s->stale_cap = cap;
-	}
-	c = &s->stale[s->nstale];
-	c->id = strdup(id);
-	c->contact_id = contact_id != NULL ? strdup(contact_id) : NULL;
-	if (c->id == NULL || (contact_id != NULL && c->contact_id == NULL)) {
-		free(c->id);
-		free(c->contact_id);
-		return -1;
-	}
-	s->nstale++;
-	return 0;
-}
-
-/* Next contact whose calls need a refresh; NULL when none is left. */
-static const char *
-sync_next_contact(struct sync *s)
-{
-	while (s->stale_pos < s->nstale) {
-		struct stale_call *c = &s->stale[s->stale_pos++];
-		if (c->contact_id == NULL) {
-			log_warnx("call %s was in progress and is no longer listed as such, but has no "
-			    "contact_id to look it up by: the next backfill refreshes it", c->id);
-			continue;
-		}
-		/* stale calls come sorted by contact: one scan per contact */
-		if (s->stale_pos >= 2 && s->stale[s->stale_pos - 2].contact_id != NULL &&
-		    strcmp(s->stale[s->stale_pos - 2].contact_id, c->contact_id) == 0)
-			continue;
-		return c->contact_id;
-	}
-	return NULL;
-}
-
-/* The pass's scans, in order: main listing, in-progress list, contacts, done. */
 static void
 sync_next_scan(struct sync *s)
 {
@@ -1100,24 +811,26 @@ sync_next_scan(struct sync *s)
 	struct store_stats stats;
 	const char *contact;
 
-	if (s->mode == SYNC_INCREMENTAL && s->scan != SCAN_UNFINISHED && s->scan != SCAN_CONTACT &&
+	if (s->mode == SYNC_INCREMENTAL && s->cur.scan != SCAN_UNFINISHED && s->cur.scan != SCAN_CONTACT &&
 	    s->cfg->filter_status == NULL) {
 		sync_go_scan(s, SCAN_UNFINISHED, 0);
 		return;
 	}
-	if (s->scan == SCAN_UNFINISHED && !s->tracked_overflow && s->nstale == 0) {
-		if (store_unfinished(s->store, s->cfg->source, (const char *const *)s->tracked,
-		    s->ntracked, cb_stale, s) < 0) {
-			sync_clear_stale(s);
+	if (s->cur.scan == SCAN_UNFINISHED && !track_is_overflowing(s->track) &&
+	    track_stale_count(s->track) == 0) {
+		if (store_unfinished(s->store, s->cfg->source, track_ids(s->track),
+		    track_count(s->track), track_add_stale, s->track) < 0) {
+			track_clear_stale(s->track);
 			if (!sync_db_lost(s, REDO_NEXT_SCAN))
 				sync_finish(s, SYNC_ERR_STORE, "%s", store_errmsg(s->store));
 			return;
 		}
-		if (s->nstale > 0)
-			log_info("%zu calls have left the in-progress list: refreshing them", s->nstale);
+		if (track_stale_count(s->track) > 0)
+			log_info("%zu calls have left the in-progress list: refreshing them",
+			    track_stale_count(s->track));
 	}
-	if (s->scan == SCAN_UNFINISHED || s->scan == SCAN_CONTACT) {
-		contact = sync_next_contact(s);
+	if (s->cur.scan == SCAN_UNFINISHED || s->cur.scan == SCAN_CONTACT) {
+		contact = track_next_contact(s->track);
 		if (contact != NULL) {
 			char *value = strdup(contact);
 			if (value == NULL) {
@@ -1178,5 +891,5 @@ on_fetch_done(void *arg, const struct fetch_result *res)
 	log_clean(why);
 	if (!sync_retry(s, res, why))
 		sync_finish(s, SYNC_ERR_API, "giving up on the page at offset %" PRId64 ": %s",
-		    s->offset, why);
+		    s->cur.offset, why);
 }
