@@ -495,8 +495,6 @@ rows_append_row(struct rows *dst, const struct rows *src, size_t i)
 	char seq[24];
 	int n;
 
-	if (idset_has(&dst->id_index, dst->ids.data, id, idlen))
-		return 1;
 	if (rows_facts_room(dst) < 0)
 		return -1;
 	/* the batch numbers its rows itself: the later reading of a call comes later */
@@ -506,8 +504,7 @@ rows_append_row(struct rows *dst, const struct rows *src, size_t i)
 	df->id_off = dst->ids.len;
 	df->copy_off = dst->copy.len;
 	if (buf_append(&dst->ids, id, idlen + 1) < 0 || buf_append(&dst->copy, seq, (size_t)n) < 0 ||
-	    buf_append(&dst->copy, tab, rest) < 0 ||
-	    idset_add(&dst->id_index, dst->ids.data, df->id_off, idlen) < 0) {
+	    buf_append(&dst->copy, tab, rest) < 0) {
 		dst->copy.len = mark_copy;
 		dst->ids.len = mark_ids;
 		return -1;

@@ -40,9 +40,10 @@ void rows_reject_where(const struct rows *r, size_t i, int64_t *page_offset,
 
 /*
  * Batches of several pages are built from pages' rows: row i of src goes
- * into dst, numbered in dst's order (the staging table's seq). 0, 1 when
- * dst holds that id already (nothing added), -1 past dst's cap. The row's
- * warnings count in dst's rows_warnings.
+ * into dst, numbered in dst's order (the staging table's seq). A batch may
+ * hold a call twice (read again after the list moved): the merge keeps the
+ * later reading, the one with the larger seq. 0, or -1 past dst's cap. The
+ * row's warnings count in dst's rows_warnings.
  */
 int rows_append_row(struct rows *dst, const struct rows *src, size_t i);
 /* Rejected record j of src goes into dst, where it was listed with it: 0 or -1. */

@@ -1,4 +1,4 @@
-/* sync: one pass over the API: which pages to read, and what each commit records. */
+/* sync: one pass over the API: which listings to read, and what each commit records. */
 #include "sync.h"
 
 #include <inttypes.h>
@@ -9,37 +9,52 @@
 #include <time.h>
 
 #include "anchor.h"
+#include "buf.h"
 #include "cursor.h"
 #include "decide.h"
-#include "buf.h"
 #include "log.h"
-#include "parse.h"
+#include "pager.h"
 #include "revisit.h"
 #include "rows.h"
 #include "track.h"
+#include "writer.h"
 
-#define SYNC_MAX_ATTEMPTS 5                   /* per page, for 5xx/network/bad body */
-#define SYNC_MAX_429 20                       /* per page, for rate limiting */
-#define SYNC_BACKOFF_BASE_MS 500
-#define SYNC_BACKOFF_CAP_MS 30000
-#define SYNC_RETRY_AFTER_DEFAULT_S 5
-#define SYNC_RETRY_AFTER_CAP_S 300
-#define SYNC_THROTTLE_MIN_MS 500              /* after a 429: the least gap between requests */
-#define SYNC_THROTTLE_MAX_MS 10000
 #define SYNC_DB_ATTEMPTS 8                    /* reconnects before a pass gives up */
 #define SYNC_DB_BACKOFF_CAP_MS 30000
 #define SYNC_MAX_TRACKED 200000               /* unfinished calls tracked in one pass */
 #define SYNC_URL_MAX (64 * 1024)              /* no server takes a longer request URL */
+#define SYNC_BATCH_BYTES (16u << 20)          /* a commit's COPY text, whatever batch_rows says */
 
 /* What to do again once PostgreSQL is back. */
-enum db_redo { REDO_PAGE, REDO_NEXT_SCAN, REDO_RECONCILE };
+enum db_redo { REDO_SCAN, REDO_NEXT_SCAN, REDO_RECONCILE };
+
+/* What follows once every decided page is committed. */
+enum sync_then {
+	THEN_NOTHING,                  /* pages keep coming */
+	THEN_NEXT_SCAN,
+	THEN_SCAN,                     /* then_scan from then_offset (wrap, order change, probe) */
+	THEN_RECONCILE,
+	THEN_FAIL,                     /* finish with then_result and s->err */
+};
+
+/*
+ * Where a scan stood after a commit: a commit that is lost with the
+ * connection takes the scan back here, to read its pages again.
+ */
+struct sync_snap {
+	struct cursor cur;
+	struct anchor *anchor;
+	bool start_keys_set;
+	size_t tracked;
+	struct sync_state pending;
+};
 
 struct sync {
 	const struct config *cfg;
 	struct fetch *fetch;
 	struct store *store;
-	struct parse *parse;
-	struct rows *rows;
+	struct pager *pager;
+	struct writer *writer;
 	struct anchor *anchor;
 	struct anchor *start_keys;     /* backfill: the calls of the first page it read */
 	uv_timer_t retry_timer;
@@ -49,32 +64,54 @@ struct sync {
 	sync_done_cb done;
 	void *done_arg;
 	int64_t run_id;
+	int64_t requests_base;         /* the pager's count when the pass began */
 	struct store_stats stats;      /* as committed */
 	struct sync_state state;       /* the cursor as committed (or loaded) */
 	int backfill_failed;           /* auto mode: the last backfill pass failed */
 	int mass_delete_confirmed;     /* the operator said a mass deletion is real */
 
-	int start_keys_set;            /* a backfill kept the calls of its first page */
+	bool start_keys_set;           /* a backfill kept the calls of its first page */
 
-	/* the current scan: where it stands, and what the page being read shows */
+	/* the current scan: where it stands, and what the page being decided shows */
 	struct cursor cur;
 	struct cursor_page page;
 	char *scan_value;              /* SCAN_CONTACT: the contact_id */
-	int attempt, attempts_429;
+	char *prefix;                  /* the scan's request URL, up to the offset */
 	struct revisit *revisit;       /* sampled keys of the scan, each where it was last read */
-	uint64_t throttle_ms;          /* least gap between requests since a 429 */
+
+	/*
+	 * Pages decided but not committed go into batch[fill]; the other batch
+	 * may be in flight on the writer. pending is the cursor after the last
+	 * page decided, tally the counters of the pages not yet handed over.
+	 */
+	struct rows *batch[2];
+	int fill;
+	size_t batch_pages;
+	uint64_t batch_since;          /* loop time of the batch's first page */
+	bool dirty;                    /* decided since the last commit was handed over */
+	struct sync_state pending;
+	struct store_stats tally;
+	struct sync_state flight;      /* what the commit in flight writes */
+	struct sync_snap at_commit;    /* the scan as of the last commit that went through */
+	struct sync_snap in_flight;    /* the scan as of the commit in flight */
+	bool holding;                  /* a full batch waits for the writer: no next page yet */
+	enum sync_then then;
+	enum scan_kind then_scan;
+	int64_t then_offset;
+	enum sync_result then_result;
+
 	int db_attempt;
 	enum db_redo db_redo;
-	char *url;                     /* of the request in flight, for messages */
 
 	struct track *track;           /* refreshing unfinished calls */
 
 	char err[768];
 };
 
-static void on_fetch_done(void *arg, const struct fetch_result *res);
 static void sync_next_scan(struct sync *s);
 static void sync_reconcile(struct sync *s);
+static void on_page(void *arg, const struct pager_page *pp);
+static void on_pager_fail(void *arg, enum pager_failure why, const char *msg);
 
 const char *
 sync_mode_name(enum sync_mode mode)
@@ -106,69 +143,62 @@ sync_note_revisit(struct sync *s, const char *key, int64_t at)
 	snprintf(s->page.repeat_key, sizeof s->page.repeat_key, "%s", key);
 }
 
-static int
-cb_record(void *arg, const struct record *rec)
+static void
+sync_release(struct sync *s)
 {
-	struct sync *s = arg;
-	const struct field_value *tv = &rec->f[FIELD_CALL_STARTED_AT];
-	char key[ANCHOR_KEY_MAX + 1];
-	int64_t t = ROWS_NO_TIME;
-	int known, rc;
-
-	if (tv->type == JSON_STRING && rows_parse_timestamp(tv->text, tv->len, &t) < 0)
-		t = ROWS_NO_TIME;
-	anchor_key(rec, key);
-	anchor_page_add(s->anchor, key);
-	/*
-	 * A call of a page read before (the overlap, or more when calls were
-	 * added ahead): it proves this page joins them. It is merged already.
-	 */
-	known = anchor_count(s->anchor) > 0 && anchor_has(s->anchor, key);
-	cursor_page_call(&s->cur, &s->page, rec->index, t, known);
-	if (s->cur.wrapped && anchor_has(s->start_keys, key))
-		s->page.meets_start = true;
-	sync_note_revisit(s, key, s->cur.offset + rec->index);
-	if (known)
-		return 0;
-	rc = rows_add(s->rows, rec);
-	if (rc == 1)
-		log_warnx("offset %" PRId64 ": %s: skipped", s->cur.offset, rows_reject_reason(s->rows));
-	return rc < 0 ? -1 : 0;
-}
-
-static int
-cb_data(void *arg, const char *buf, size_t len)
-{
-	struct sync *s = arg;
-	return parse_feed(s->parse, buf, len);
+	anchor_free(s->anchor);
+	anchor_free(s->start_keys);
+	anchor_free(s->at_commit.anchor);
+	anchor_free(s->in_flight.anchor);
+	revisit_free(s->revisit);
+	track_free(s->track);
+	rows_free(s->batch[0]);
+	rows_free(s->batch[1]);
+	free(s->scan_value);
+	free(s->prefix);
+	free(s);
 }
 
 struct sync *
 sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct store *store)
 {
 	struct sync *s = calloc(1, sizeof *s);
+	struct pager_cb cb = { on_page, on_pager_fail, s };
+	/* a batch holds whole pages: one more past its thresholds at most */
+	size_t batch_cap = SYNC_BATCH_BYTES + (size_t)cfg->max_body_bytes * 2 + 65536;
 
 	if (s == NULL)
 		return NULL;
 	s->cfg = cfg;
 	s->fetch = fetch;
 	s->store = store;
-	/* a call is never larger than the body that holds it; COPY escaping at most doubles it */
-	s->parse = parse_new((size_t)cfg->max_body_bytes, cb_record, s);
-	s->rows = rows_new((size_t)cfg->max_body_bytes * 2 + 65536);
 	s->anchor = anchor_new((size_t)cfg->max_body_bytes + 1);
 	s->start_keys = anchor_new((size_t)cfg->max_body_bytes + 1);
+	s->at_commit.anchor = anchor_new((size_t)cfg->max_body_bytes + 1);
+	s->in_flight.anchor = anchor_new((size_t)cfg->max_body_bytes + 1);
 	s->revisit = revisit_new();
 	s->track = track_new(SYNC_MAX_TRACKED);
-	if (s->parse == NULL || s->rows == NULL || s->anchor == NULL || s->start_keys == NULL ||
-	    s->revisit == NULL || s->track == NULL || uv_timer_init(loop, &s->retry_timer) != 0) {
-		parse_free(s->parse);
-		rows_free(s->rows);
-		anchor_free(s->anchor);
-		anchor_free(s->start_keys);
-		revisit_free(s->revisit);
-		track_free(s->track);
-		free(s);
+	s->batch[0] = rows_new(batch_cap);
+	s->batch[1] = rows_new(batch_cap);
+	if (s->anchor == NULL || s->start_keys == NULL || s->at_commit.anchor == NULL ||
+	    s->in_flight.anchor == NULL || s->revisit == NULL || s->track == NULL ||
+	    s->batch[0] == NULL || s->batch[1] == NULL) {
+		sync_release(s);
+		return NULL;
+	}
+	if ((s->writer = writer_new(loop, store)) == NULL) {
+		sync_release(s);
+		return NULL;
+	}
+	if ((s->pager = pager_new(loop, cfg, fetch, cfg->concurrency, &cb)) == NULL) {
+		writer_free(s->writer);
+		sync_release(s);
+		return NULL;
+	}
+	if (uv_timer_init(loop, &s->retry_timer) != 0) {
+		pager_free(s->pager);
+		writer_free(s->writer);
+		sync_release(s);
 		return NULL;
 	}
 	s->retry_timer.data = s;
@@ -178,17 +208,7 @@ sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *fetch, struct 
 static void
 on_uv_timer_closed(uv_handle_t *h)
 {
-	struct sync *s = h->data;
-
-	track_free(s->track);
-	parse_free(s->parse);
-	rows_free(s->rows);
-	anchor_free(s->anchor);
-	anchor_free(s->start_keys);
-	revisit_free(s->revisit);
-	free(s->scan_value);
-	free(s->url);
-	free(s);
+	sync_release(h->data);
 }
 
 void
@@ -203,6 +223,8 @@ sync_free(struct sync *s)
 	if (s == NULL)
 		return;
 	sync_stop(s);
+	pager_free(s->pager);
+	writer_free(s->writer);
 	uv_close((uv_handle_t *)&s->retry_timer, on_uv_timer_closed);
 }
 
@@ -218,18 +240,42 @@ sync_running(const struct sync *s)
 	return s->running;
 }
 
+static int64_t
+sync_requests(const struct sync *s)
+{
+	return pager_requests(s->pager) - s->requests_base;
+}
+
+/* A commit went through: its cursor and counters are the committed ones. */
+static void
+sync_took(struct sync *s, const struct sync_state *next, const struct store_stats *stats)
+{
+	s->state = *next;
+	/* done once: the unseen calls are marked, and the seen set is gone */
+	s->state.backfill_done = s->state.pass_done = s->state.refuse_now = 0;
+	s->stats = *stats;
+}
+
 /* Ends the pass in the database: nothing in flight, outcome recorded. */
 static void
 sync_end(struct sync *s, const char *outcome, const char *error)
 {
+	struct store_stats stats;
+
 	s->running = 0;
-	fetch_cancel(s->fetch);
+	pager_stop(s->pager);
 	uv_timer_stop(&s->retry_timer);
+	/* the commit in flight ends first (a stop signal cancels its statement) */
+	if (writer_wait(s->writer, &stats) == 0)
+		sync_took(s, &s->flight, &stats);
+	s->holding = false;
+	s->then = THEN_NOTHING;
 	/* a statement cancelled by SIGTERM ends the pass as the signal would have */
 	if (store_is_stopping() && strcmp(outcome, "failed") == 0) {
 		outcome = "interrupted";
 		error = "stopped by a signal";
 	}
+	s->stats.requests = sync_requests(s);
 	if (store_run_finish(s->store, s->run_id, outcome, error, &s->stats) < 0)
 		log_warnx("could not record the end of run %" PRId64 ": %s", s->run_id,
 		    store_errmsg(s->store));
@@ -283,30 +329,33 @@ url_param(struct buf *url, const char *key, const char *value)
 	return 0;
 }
 
-/* s->url for the page at s->cur.offset: 0, or -1 with s->err set (never a cut URL). */
+/*
+ * s->prefix for the scan s->cur.scan: the request URL up to the offset the
+ * pager appends. 0, or -1 with s->err set (never a cut URL: the longest
+ * offset has room).
+ */
 static int
-sync_build_url(struct sync *s)
+sync_build_prefix(struct sync *s)
 {
 	const struct config *c = s->cfg;
 	int contact_scan = s->cur.scan == SCAN_CONTACT;
 	struct buf url;
 	int n;
 
-	buf_init(&url, SYNC_URL_MAX);
-	n = snprintf(NULL, 0, "%s/calls?limit=%d&offset=%" PRId64, c->api_url, c->page_size,
-	    s->cur.offset);
+	buf_init(&url, SYNC_URL_MAX - 24);
+	n = snprintf(NULL, 0, "%s/calls?limit=%d", c->api_url, c->page_size);
 	if (n >= 0 && buf_reserve(&url, (size_t)n + 1) == 0) {
-		snprintf(url.data, url.cap, "%s/calls?limit=%d&offset=%" PRId64, c->api_url,
-		    c->page_size, s->cur.offset);
+		snprintf(url.data, url.cap, "%s/calls?limit=%d", c->api_url, c->page_size);
 		url.len = (size_t)n;
 		if (url_param(&url, "status", s->cur.scan == SCAN_UNFINISHED ? "in-progress" :
 		    c->filter_status) == 0 &&
 		    url_param(&url, "contact_id", contact_scan ? s->scan_value :
 		    c->filter_contact_id) == 0 &&
 		    url_param(&url, "assistant_id", c->filter_assistant_id) == 0 &&
-		    url_param(&url, "call_type", c->filter_call_type) == 0) {
-			free(s->url);
-			s->url = url.data;
+		    url_param(&url, "call_type", c->filter_call_type) == 0 &&
+		    buf_append(&url, "&offset=", 9) == 0) {
+			free(s->prefix);
+			s->prefix = url.data;
 			return 0;
 		}
 	}
@@ -318,60 +367,75 @@ sync_build_url(struct sync *s)
 	return -1;
 }
 
-static int
-sync_fetch_now(struct sync *s)
+/* The scan as it stands now, to come back to if a commit is lost. */
+static void
+sync_snap_take(struct sync *s, struct sync_snap *snap)
 {
-	parse_reset(s->parse);
-	parse_set_max_records(s->parse, (unsigned)s->cfg->page_size);
-	rows_reset(s->rows);
-	anchor_page_begin(s->anchor);
-	cursor_page_begin(&s->cur, &s->page);
-	if (sync_build_url(s) < 0)
+	snap->cur = s->cur;
+	/* out of memory: the copy is empty, and a page read again after a loss then joins anything */
+	if (anchor_copy(snap->anchor, s->anchor) < 0)
+		log_warnx("out of memory keeping the scan's last pages");
+	snap->start_keys_set = s->start_keys_set;
+	snap->tracked = track_count(s->track);
+	snap->pending = s->pending;
+}
+
+static void
+sync_snap_restore(struct sync *s, const struct sync_snap *snap)
+{
+	s->cur = snap->cur;
+	if (anchor_copy(s->anchor, snap->anchor) < 0)
+		log_warnx("out of memory restoring the scan's last pages");
+	s->start_keys_set = snap->start_keys_set;
+	track_truncate(s->track, snap->tracked);
+	s->pending = snap->pending;
+	/* the calls read since may sit anywhere when they are read again */
+	revisit_reset(s->revisit);
+}
+
+/* Nothing decided waits: both batches empty, the counters handed over. */
+static void
+sync_batches_drop(struct sync *s)
+{
+	rows_reset(s->batch[0]);
+	rows_reset(s->batch[1]);
+	s->batch_pages = 0;
+	s->dirty = false;
+	s->holding = false;
+	memset(&s->tally, 0, sizeof s->tally);
+}
+
+/*
+ * Reads the scan's pages from s->cur.offset on: a whole list with as many
+ * in flight as allowed, another listing one at first.
+ */
+static int
+sync_read_from_cursor(struct sync *s)
+{
+	if (s->prefix == NULL && sync_build_prefix(s) < 0)
 		return -1;
-	log_debug("GET %s", s->url);
-	s->stats.requests++;
-	if (fetch_get(s->fetch, s->url, cb_data, on_fetch_done, s) < 0) {
-		snprintf(s->err, sizeof s->err, "cannot start a request to %s", s->url);
+	if (pager_start(s->pager, s->prefix, s->cur.offset,
+	    s->cfg->page_size > 1 ? s->cfg->page_size - 1 : 1, s->cur.scan == SCAN_FULL) < 0) {
+		snprintf(s->err, sizeof s->err, "out of memory starting a scan");
 		return -1;
 	}
 	return 0;
 }
 
-static void
-on_uv_fetch(uv_timer_t *t)
-{
-	struct sync *s = t->data;
-
-	if (sync_fetch_now(s) < 0)
-		sync_finish(s, SYNC_ERR_API, "%s", s->err);
-}
-
-/*
- * Requests the page at s->cur.offset: now, or after the gap a recent 429 asks
- * for. The gap shrinks by a quarter with every page that went through.
- */
-static int
-sync_fetch_page(struct sync *s)
-{
-	uint64_t gap = s->throttle_ms;
-
-	if (gap == 0)
-		return sync_fetch_now(s);
-	s->throttle_ms = gap * 3 / 4 < SYNC_THROTTLE_MIN_MS / 4 ? 0 : gap * 3 / 4;
-	uv_timer_start(&s->retry_timer, on_uv_fetch, gap, 0);
-	return 0;
-}
-
-/* Starts a scan at offset. -1 (s->err says why) when the request cannot start. */
+/* Starts a scan at offset. -1 (s->err says why) when it cannot start. */
 static int
 sync_start_scan(struct sync *s, enum scan_kind kind, int64_t offset)
 {
-	s->attempt = s->attempts_429 = 0;
 	cursor_scan_begin(&s->cur, kind, offset);
 	anchor_reset(s->anchor);
 	/* also a backfill's lap from 0, which reads again what its first lap read */
 	revisit_reset(s->revisit);
-	return sync_fetch_page(s);
+	s->pending = s->state;
+	sync_batches_drop(s);
+	sync_snap_take(s, &s->at_commit);
+	free(s->prefix);
+	s->prefix = NULL;
+	return sync_read_from_cursor(s);
 }
 
 static void
@@ -431,6 +495,7 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 		return -1;
 	}
 	memset(&s->stats, 0, sizeof s->stats);
+	s->requests_base = pager_requests(s->pager);
 	now_us = now_usec();
 	/*
 	 * Late arrivals are defined against the newest call already mirrored,
@@ -494,38 +559,6 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	return 0;
 }
 
-/* Retries the page after a delay; false when it has been tried enough. */
-static int
-sync_retry(struct sync *s, const struct fetch_result *res, const char *why)
-{
-	uint64_t delay_ms;
-
-	if (res != NULL && res->http_status == 429) {
-		if (++s->attempts_429 > SYNC_MAX_429)
-			return 0;
-		/* and slow down for a while after it */
-		s->throttle_ms = s->throttle_ms * 2 < SYNC_THROTTLE_MIN_MS ? SYNC_THROTTLE_MIN_MS :
-		    s->throttle_ms * 2 > SYNC_THROTTLE_MAX_MS ? SYNC_THROTTLE_MAX_MS :
-		    s->throttle_ms * 2;
-		delay_ms = (uint64_t)(res->retry_after_s >= 0 ? res->retry_after_s :
-		    SYNC_RETRY_AFTER_DEFAULT_S) * 1000;
-		if (delay_ms > SYNC_RETRY_AFTER_CAP_S * 1000)
-			delay_ms = SYNC_RETRY_AFTER_CAP_S * 1000;
-	} else {
-		uint64_t cap;
-		if (++s->attempt >= SYNC_MAX_ATTEMPTS)
-			return 0;
-		/* exponential backoff with full jitter: at most 1, 2, 4, 8 s */
-		cap = (uint64_t)SYNC_BACKOFF_BASE_MS << s->attempt;
-		if (cap > SYNC_BACKOFF_CAP_MS)
-			cap = SYNC_BACKOFF_CAP_MS;
-		delay_ms = (uint64_t)rand() % (cap + 1);
-	}
-	log_warnx("offset %" PRId64 ": %s; retrying in %.1fs", s->cur.offset, why, delay_ms / 1000.0);
-	uv_timer_start(&s->retry_timer, on_uv_fetch, delay_ms, 0);
-	return 1;
-}
-
 static void
 on_uv_db_retry(uv_timer_t *t)
 {
@@ -545,14 +578,14 @@ on_uv_db_retry(uv_timer_t *t)
 		uv_timer_start(&s->retry_timer, on_uv_db_retry, delay, 0);
 		return;
 	}
-	log_info("reconnected to PostgreSQL: %s", s->db_redo == REDO_PAGE ?
-	    "reading the uncommitted page again" : "finishing the pass");
+	log_info("reconnected to PostgreSQL: %s", s->db_redo == REDO_SCAN ?
+	    "reading the uncommitted pages again" : "finishing the pass");
 	s->db_attempt = 0;
 	if (s->db_redo == REDO_NEXT_SCAN)
 		sync_next_scan(s);
 	else if (s->db_redo == REDO_RECONCILE)
 		sync_reconcile(s);
-	else if (sync_fetch_page(s) < 0)
+	else if (sync_read_from_cursor(s) < 0)
 		sync_finish(s, SYNC_ERR_API, "%s", s->err);
 }
 
@@ -575,35 +608,31 @@ sync_db_lost(struct sync *s, enum db_redo redo)
 }
 
 /*
- * Commits the page read (its rows, or none) with the cursor `next` and the
- * counters `stats`; on success they become the committed ones. On failure
- * the pass is finished or a reconnect scheduled, and -1 returned.
+ * Commits the cursor `next` and the counters `stats` alone, right now (no
+ * batch is pending: the scans are done); on success they become the
+ * committed ones. On failure the pass is finished or a reconnect
+ * scheduled, and -1 returned.
  */
 static int
-sync_commit(struct sync *s, struct rows *rows, struct sync_state *next,
-    struct store_stats *stats)
+sync_commit(struct sync *s, struct sync_state *next, struct store_stats *stats)
 {
 	struct store_page page = {
 		.source = s->cfg->source,
 		.run_id = s->run_id,
-		.offset = s->cur.offset,
-		.rows = rows,
-		/* a backfill reconciles against the calls its own pass read, no others */
+		.rows = NULL,
 		.backfill_gen = s->mode == SYNC_BACKFILL ? s->run_id : -1,
 	};
 
+	stats->requests = sync_requests(s);
 	if (store_commit_page(s->store, &page, &s->state, next, stats) < 0) {
-		if (sync_db_lost(s, rows != NULL ? REDO_PAGE : next->backfill_done ||
-		    next->refuse_now ? REDO_RECONCILE : REDO_NEXT_SCAN))
+		if (sync_db_lost(s, next->backfill_done || next->refuse_now ? REDO_RECONCILE :
+		    REDO_NEXT_SCAN))
 			return -1;
-		sync_finish(s, SYNC_ERR_STORE, "writing the page at offset %" PRId64 " failed: %s",
-		    s->cur.offset, store_errmsg(s->store));
+		sync_finish(s, SYNC_ERR_STORE, "writing the cursor failed: %s",
+		    store_errmsg(s->store));
 		return -1;
 	}
-	/* done once: the unseen calls are marked, and the seen set is gone */
-	next->backfill_done = next->pass_done = next->refuse_now = 0;
-	s->state = *next;
-	s->stats = *stats;
+	sync_took(s, next, stats);
 	return 0;
 }
 
@@ -620,7 +649,7 @@ sync_keep_start_keys(struct sync *s)
 		keys[i] = anchor_page_key(s->anchor, i);
 	anchor_load(s->start_keys, keys, n);
 	free(keys);
-	s->start_keys_set = 1;
+	s->start_keys_set = true;
 	return 0;
 }
 
@@ -647,7 +676,7 @@ sync_reconcile(struct sync *s)
 	    s->mass_delete_confirmed)) {
 		next.backfill_done = 1;
 		next.refusal[0] = '\0';
-		if (sync_commit(s, NULL, &next, &stats) < 0)
+		if (sync_commit(s, &next, &stats) < 0)
 			return;
 		sync_next_scan(s);
 		return;
@@ -659,45 +688,9 @@ sync_reconcile(struct sync *s)
 	    "--allow-mass-delete`, then `systemctl start vozagent-sync`", unseen, live,
 	    100.0 * (double)unseen / (double)live, 100.0 * s->cfg->max_delete_fraction);
 	next.refuse_now = 1;
-	if (sync_commit(s, NULL, &next, &stats) < 0)
+	if (sync_commit(s, &next, &stats) < 0)
 		return;
 	sync_finish(s, SYNC_ERR_REFUSED, "%s", s->state.refusal);
-}
-
-/* The in-progress list's page is committed: remember its calls to tell which finished. */
-static int
-sync_track(struct sync *s)
-{
-	size_t n = rows_count(s->rows);
-
-	for (size_t i = 0; i < n; i++)
-		if (track_add(s->track, rows_id(s->rows, i)) < 0)
-			return -1;
-	return 0;
-}
-
-/*
- * The page lists none of the calls read before it: calls were deleted ahead
- * of the pass and the list moved back under it, so calls between the two
- * pages may have been skipped. Keep what this page holds (its calls are
- * real), leave the cursor, and step back, further each time, until a page
- * joins again.
- */
-static void
-sync_reread(struct sync *s, const struct cursor_decision *d, struct store_stats *stats)
-{
-	struct sync_state next = d->next;
-
-	stats->drift_rereads++;
-	log_warnx("the list moved under the pass (calls deleted ahead of offset %" PRId64
-	    "): reading again from offset %" PRId64, s->cur.offset, d->next_offset);
-	if (sync_commit(s, s->rows, &next, stats) < 0)
-		return;
-	cursor_committed(&s->cur, &s->page, d);
-	/* the calls read so far may sit anywhere now: where they were read proves nothing */
-	revisit_reset(s->revisit);
-	if (sync_fetch_page(s) < 0)
-		sync_finish(s, SYNC_ERR_API, "%s", s->err);
 }
 
 /* Says what order a whole-list scan found the API in, when that is news. */
@@ -709,99 +702,348 @@ sync_log_order(const char *order)
 	    strcmp(order, "oldest_first") == 0 ? "oldest first" : "newest first");
 }
 
-/* A page was read whole: decide what it means, commit it, then act on that. */
-static void
-sync_page_done(struct sync *s)
+static void sync_flush(struct sync *s);
+static void on_committed(void *arg, int rc, const struct store_stats *stats);
+
+/* Hands batch[fill] and the cursor after it to the writer, which must be idle. */
+static int
+sync_submit(struct sync *s)
 {
+	struct rows *batch = s->batch[s->fill];
+	struct store_page page = {
+		.source = s->cfg->source,
+		.run_id = s->run_id,
+		.rows = rows_count(batch) > 0 || rows_rejects(batch) > 0 ? batch : NULL,
+		/* a backfill reconciles against the calls its own pass read, no others */
+		.backfill_gen = s->mode == SYNC_BACKFILL ? s->run_id : -1,
+	};
+	struct store_stats stats = s->stats;
+
+	stats.requests = sync_requests(s);
+	stats.pages += s->tally.pages;
+	stats.records_seen += s->tally.records_seen;
+	stats.rejected += s->tally.rejected;
+	stats.warnings += s->tally.warnings;
+	stats.drift_rereads += s->tally.drift_rereads;
+	s->flight = s->pending;
+	sync_snap_take(s, &s->in_flight);
+	if (writer_commit(s->writer, &page, &s->state, &s->pending, &stats, on_committed, s) < 0) {
+		snprintf(s->err, sizeof s->err, "cannot hand the pages to the writer (out of memory)");
+		return -1;
+	}
+	memset(&s->tally, 0, sizeof s->tally);
+	s->dirty = false;
+	s->batch_pages = 0;
+	s->fill ^= 1;
+	rows_reset(s->batch[s->fill]);
+	return 0;
+}
+
+/* Is batch[fill] full: by rows, by bytes, or by the age of its first page? */
+static bool
+sync_batch_is_full(const struct sync *s)
+{
+	const struct rows *b = s->batch[s->fill];
+	size_t bytes;
+
+	rows_copy_data(b, &bytes);
+	return rows_count(b) >= (size_t)s->cfg->batch_rows || bytes >= SYNC_BATCH_BYTES ||
+	    uv_now(uv_handle_get_loop((const uv_handle_t *)&s->retry_timer)) - s->batch_since >=
+	    s->cfg->batch_time_ms;
+}
+
+/* What the scan asked for once everything it decided is committed. */
+static void
+sync_then(struct sync *s)
+{
+	enum sync_then then = s->then;
+
+	s->then = THEN_NOTHING;
+	switch (then) {
+	case THEN_NOTHING:
+		break;
+	case THEN_NEXT_SCAN:
+		sync_next_scan(s);
+		break;
+	case THEN_SCAN:
+		sync_go_scan(s, s->then_scan, s->then_offset);
+		break;
+	case THEN_RECONCILE:
+		sync_reconcile(s);
+		break;
+	case THEN_FAIL:
+		sync_finish(s, s->then_result, "%s", s->err);
+		break;
+	}
+}
+
+/* The scan is over: commit what it decided (one batch at a time), then do what it asked. */
+static void
+sync_flush(struct sync *s)
+{
+	if (writer_is_busy(s->writer))
+		return;      /* on_committed comes back here */
+	if (s->dirty) {
+		if (sync_submit(s) < 0)
+			sync_finish(s, SYNC_ERR_STORE, "%s", s->err);
+		return;
+	}
+	sync_then(s);
+}
+
+static void
+on_committed(void *arg, int rc, const struct store_stats *stats)
+{
+	struct sync *s = arg;
+
+	if (!s->running)
+		return;
+	if (rc < 0) {
+		/* back to the last commit that went through, and read from there again */
+		pager_stop(s->pager);
+		sync_snap_restore(s, &s->at_commit);
+		sync_batches_drop(s);
+		if (s->then != THEN_FAIL)
+			s->then = THEN_NOTHING;
+		if (sync_db_lost(s, REDO_SCAN))
+			return;
+		sync_finish(s, SYNC_ERR_STORE, "writing the pages from offset %" PRId64 " failed: %s",
+		    s->cur.offset, store_errmsg(s->store));
+		return;
+	}
+	sync_took(s, &s->flight, stats);
+	/* what the scan decided up to this commit is safe: the snapshot of it becomes the base */
+	{
+		struct sync_snap tmp = s->at_commit;
+		s->at_commit = s->in_flight;
+		s->in_flight = tmp;
+	}
+	if (s->holding) {
+		s->holding = false;
+		if (sync_submit(s) < 0) {
+			sync_finish(s, SYNC_ERR_STORE, "%s", s->err);
+			return;
+		}
+		pager_next(s->pager);
+		return;
+	}
+	if (s->then != THEN_NOTHING)
+		sync_flush(s);
+}
+
+/* The page's rows and rejects, but for the calls an earlier page of the scan read. */
+static int
+sync_batch_page(struct sync *s, const struct pager_page *pp, const bool *known)
+{
+	struct rows *b = s->batch[s->fill];
+	const struct rows *r = pp->rows;
+	unsigned warnings = rows_warnings(b), rejected = rows_rejected(b);
+
+	if (s->batch_pages++ == 0)
+		s->batch_since = uv_now(uv_handle_get_loop((const uv_handle_t *)&s->retry_timer));
+	for (size_t i = 0; i < rows_count(r); i++)
+		if (!known[rows_record_index(r, i)] && rows_append_row(b, r, i) < 0)
+			return -1;
+	for (size_t j = 0; j < rows_rejects(r); j++)
+		if (!known[rows_reject_index(r, j)] && rows_append_reject(b, r, j) < 0)
+			return -1;
+	s->tally.pages++;
+	s->tally.records_seen += pp->listed;
+	s->tally.rejected += rows_rejected(b) - rejected;
+	s->tally.warnings += rows_warnings(b) - warnings;
+	s->dirty = true;
+	return 0;
+}
+
+/* The in-progress list's page: remember its calls to tell which finished. */
+static int
+sync_track(struct sync *s, const struct pager_page *pp, const bool *known)
+{
+	for (size_t i = 0; i < rows_count(pp->rows); i++)
+		if (!known[rows_record_index(pp->rows, i)] &&
+		    track_add(s->track, rows_id(pp->rows, i)) < 0)
+			return -1;
+	return 0;
+}
+
+/* The scan ends here: stop reading, commit what it decided, then `then`. */
+static void
+sync_scan_over(struct sync *s, enum sync_then then)
+{
+	pager_stop(s->pager);
+	s->then = then;
+	sync_flush(s);
+}
+
+static void
+sync_fail_after_flush(struct sync *s, enum sync_result res)
+{
+	log_clean(s->err);
+	s->then_result = res;
+	sync_scan_over(s, THEN_FAIL);
+}
+
+/*
+ * The next page in list order: replay its calls through the join proof
+ * and the order detection exactly as if it had been read alone, decide
+ * what it means, and put what it holds into the batch.
+ */
+static void
+on_page(void *arg, const struct pager_page *pp)
+{
+	struct sync *s = arg;
 	struct cursor_page *p = &s->page;
 	struct cursor_decision d;
-	struct store_stats stats = s->stats;
-	int64_t offset = s->cur.offset;
+	bool known[100];
+	int64_t offset = pp->offset;
+	size_t kept = 0;
 
-	p->listed = parse_records(s->parse);
-	p->kept = rows_count(s->rows);
+	if (!s->running)
+		return;
+	if (offset != s->cur.offset || pp->listed > sizeof known / sizeof known[0]) {
+		snprintf(s->err, sizeof s->err, "internal error: page at offset %" PRId64 " handed "
+		    "over while the scan stands at %" PRId64, offset, s->cur.offset);
+		sync_fail_after_flush(s, SYNC_ERR_API);
+		return;
+	}
+	anchor_page_begin(s->anchor);
+	cursor_page_begin(&s->cur, p);
 	p->read_before = anchor_count(s->anchor) > 0;
-	stats.pages++;
-	stats.records_seen += p->listed;
-	stats.rejected += rows_rejected(s->rows);
-	stats.warnings += rows_warnings(s->rows);
-	s->attempt = s->attempts_429 = 0;
-	cursor_page(&s->cur, p, &s->state, &d);
+	for (unsigned i = 0; i < pp->listed; i++) {
+		const char *key = pp->keys[i];
+		anchor_page_add(s->anchor, key);
+		/*
+		 * A call of a page read before (the overlap, or more when calls were
+		 * added ahead): it proves this page joins them. It is in the batch already.
+		 */
+		known[i] = p->read_before && anchor_has(s->anchor, key);
+		cursor_page_call(&s->cur, p, i, pp->started[i], known[i]);
+		if (s->cur.wrapped && anchor_has(s->start_keys, key))
+			p->meets_start = true;
+		sync_note_revisit(s, key, offset + i);
+	}
+	for (size_t i = 0; i < rows_count(pp->rows); i++)
+		kept += !known[rows_record_index(pp->rows, i)];
+	p->listed = pp->listed;
+	p->kept = kept;
+	cursor_page(&s->cur, p, &s->pending, &d);
 	switch (d.verdict) {
 	case CURSOR_FAIL_REPEAT:
-		sync_finish(s, SYNC_ERR_API, "the API listed call %s at offset %" PRId64 " and again "
-		    "at offset %" PRId64 ": the list repeats itself past its end (does the API or a "
-		    "cache in front of it answer offsets past the end from the start of the list?); "
-		    "giving up this scan", p->repeat_key, p->repeat_prev, p->repeat_at);
+		snprintf(s->err, sizeof s->err, "the API listed call %s at offset %" PRId64 " and "
+		    "again at offset %" PRId64 ": the list repeats itself past its end (does the API "
+		    "or a cache in front of it answer offsets past the end from the start of the "
+		    "list?); giving up this scan", p->repeat_key, p->repeat_prev, p->repeat_at);
+		sync_fail_after_flush(s, SYNC_ERR_API);
 		return;
 	case CURSOR_FAIL_NO_JOIN:
-		sync_finish(s, SYNC_ERR_API, "the API's pages do not follow on from each other: "
+		snprintf(s->err, sizeof s->err, "the API's pages do not follow on from each other: "
 		    "stepped back %d times near offset %" PRId64 " without reading anything new; "
 		    "giving up this scan", DECIDE_MAX_REREADS, offset);
+		sync_fail_after_flush(s, SYNC_ERR_API);
 		return;
 	case CURSOR_FAIL_STALL:
-		sync_finish(s, SYNC_ERR_API, "the API keeps answering with calls this scan has "
+		snprintf(s->err, sizeof s->err, "the API keeps answering with calls this scan has "
 		    "already read: %d full pages in a row, up to offset %" PRId64 ", listed nothing "
 		    "new (does the API or a cache in front of it repeat the last page past the end "
 		    "of the list?); giving up this scan", DECIDE_STALL_PAGES, offset);
+		sync_fail_after_flush(s, SYNC_ERR_API);
 		return;
-	case CURSOR_REREAD:
-		sync_reread(s, &d, &stats);
-		return;
-	case CURSOR_NEXT_PAGE:
-	case CURSOR_SCAN_END:
-	case CURSOR_WRAP:
-	case CURSOR_CLOSED:
-	case CURSOR_ORDER_CHANGED:
-	case CURSOR_PROBE_BACK:
+	default:
 		break;
+	}
+	/* its calls are real, whatever the page proves */
+	if (sync_batch_page(s, pp, known) < 0) {
+		snprintf(s->err, sizeof s->err, "out of memory batching the page at offset %" PRId64,
+		    offset);
+		sync_fail_after_flush(s, SYNC_ERR_STORE);
+		return;
+	}
+	if (d.verdict == CURSOR_REREAD) {
+		/*
+		 * The page lists none of the calls read before it: calls were deleted
+		 * ahead and the list moved back under the scan. Keep its rows, leave
+		 * the cursor, and step back until a page joins again.
+		 */
+		s->tally.drift_rereads++;
+		log_warnx("the list moved under the pass (calls deleted ahead of offset %" PRId64
+		    "): reading again from offset %" PRId64, offset, d.next_offset);
+		cursor_committed(&s->cur, p, &d);
+		/* the calls read so far may sit anywhere now: where they were read proves nothing */
+		revisit_reset(s->revisit);
+		pager_restart(s->pager, d.next_offset);
+		return;
 	}
 	if (d.order_learnt != NULL)
 		sync_log_order(d.order_learnt);
-	if (sync_commit(s, s->rows, &d.next, &stats) < 0)
-		return;
+	s->pending = d.next;
 	if (s->mode == SYNC_BACKFILL && s->cur.scan == SCAN_FULL && !s->start_keys_set &&
 	    sync_keep_start_keys(s) < 0) {
-		sync_finish(s, SYNC_ERR_STORE, "out of memory keeping the first page's ids");
+		snprintf(s->err, sizeof s->err, "out of memory keeping the first page's ids");
+		sync_fail_after_flush(s, SYNC_ERR_STORE);
 		return;
 	}
 	anchor_page_commit(s->anchor);
-	if (s->cur.scan == SCAN_UNFINISHED && sync_track(s) < 0) {
-		sync_finish(s, SYNC_ERR_STORE, "out of memory tracking unfinished calls");
+	if (s->cur.scan == SCAN_UNFINISHED && sync_track(s, pp, known) < 0) {
+		snprintf(s->err, sizeof s->err, "out of memory tracking unfinished calls");
+		sync_fail_after_flush(s, SYNC_ERR_STORE);
 		return;
 	}
-	/* committed: what the page showed is now the scan's */
+	/* decided: what the page showed is now the scan's */
 	cursor_committed(&s->cur, p, &d);
 	switch (d.verdict) {
+	case CURSOR_NEXT_PAGE:
+		if (sync_batch_is_full(s)) {
+			if (writer_is_busy(s->writer)) {
+				/* on_committed hands this batch over and asks for the next page */
+				s->holding = true;
+				return;
+			}
+			if (sync_submit(s) < 0) {
+				sync_fail_after_flush(s, SYNC_ERR_STORE);
+				return;
+			}
+		}
+		pager_next(s->pager);
+		return;
 	case CURSOR_ORDER_CHANGED:
 		log_warnx("the API's order changed: reading the whole list instead");
-		sync_go_scan(s, SCAN_FULL, 0);
+		s->then_scan = SCAN_FULL;
+		s->then_offset = 0;
+		sync_scan_over(s, THEN_SCAN);
 		return;
 	case CURSOR_PROBE_BACK:
 		log_debug("lookback window starts before offset %" PRId64 ": stepping back to %"
 		    PRId64, offset, d.next_offset);
-		sync_go_scan(s, SCAN_TAIL_OLDEST, d.next_offset);
+		s->then_scan = SCAN_TAIL_OLDEST;
+		s->then_offset = d.next_offset;
+		sync_scan_over(s, THEN_SCAN);
 		return;
 	case CURSOR_WRAP:
 		log_info("run %" PRId64 ": read to the end of the list; now from offset 0 up to "
 		    "where this backfill began (offset %" PRId64 ")", s->run_id, s->cur.circle_start);
-		sync_go_scan(s, SCAN_FULL, 0);
+		s->then_scan = SCAN_FULL;
+		s->then_offset = 0;
+		sync_scan_over(s, THEN_SCAN);
 		return;
 	case CURSOR_CLOSED:
-		sync_reconcile(s);
+		sync_scan_over(s, THEN_RECONCILE);
 		return;
-	case CURSOR_NEXT_PAGE:
-		if (sync_fetch_page(s) < 0)
-			sync_finish(s, SYNC_ERR_API, "%s", s->err);
+	default:
+		sync_scan_over(s, THEN_NEXT_SCAN);
 		return;
-	case CURSOR_SCAN_END:
-	case CURSOR_REREAD:
-	case CURSOR_FAIL_REPEAT:
-	case CURSOR_FAIL_NO_JOIN:
-	case CURSOR_FAIL_STALL:
-		break;
 	}
-	sync_next_scan(s);
+}
+
+static void
+on_pager_fail(void *arg, enum pager_failure why, const char *msg)
+{
+	struct sync *s = arg;
+
+	if (!s->running)
+		return;
+	snprintf(s->err, sizeof s->err, "%s", msg);
+	sync_fail_after_flush(s, why == PAGER_FAIL_AUTH ? SYNC_ERR_AUTH :
+	    why == PAGER_FAIL_REQUEST ? SYNC_ERR_REQUEST : SYNC_ERR_API);
 }
 
 static void
@@ -847,7 +1089,7 @@ sync_next_scan(struct sync *s)
 	next = s->state;
 	next.pass_done = 1;
 	stats = s->stats;
-	if (sync_commit(s, NULL, &next, &stats) < 0)
+	if (sync_commit(s, &next, &stats) < 0)
 		return;
 	log_info("run %" PRId64 ": done: %" PRId64 " requests, %" PRId64 " calls seen, %" PRId64
 	    " new, %" PRId64 " changed, %" PRId64 " marked deleted, %" PRId64 " warnings, %" PRId64
@@ -856,40 +1098,3 @@ sync_next_scan(struct sync *s)
 	sync_finish(s, SYNC_OK, NULL);
 }
 
-static void
-on_fetch_done(void *arg, const struct fetch_result *res)
-{
-	struct sync *s = arg;
-	char why[768];
-	long st = res->http_status;
-
-	if (!s->running)
-		return;
-	if (st == 401 || st == 403) {
-		sync_finish(s, SYNC_ERR_AUTH, "the API refused the key (HTTP %ld): check the key "
-		    "in %s", st, s->cfg->api_token_origin);
-		return;
-	}
-	if (st == 400) {
-		sync_finish(s, SYNC_ERR_REQUEST, "the API rejected the request (HTTP 400) GET %s: "
-		    "%.300s%s", s->url, res->excerpt, config_has_filters(s->cfg) ?
-		    " (check the filters status, contact_id, assistant_id and call_type in the "
-		    "configuration)" : "");
-		return;
-	}
-	if (res->aborted)
-		snprintf(why, sizeof why, "bad body: %s", parse_errmsg(s->parse));
-	else if (res->transport_error || (st != 0 && (st < 200 || st > 299)))
-		snprintf(why, sizeof why, "%s%s%.200s", res->error, res->excerpt[0] ? ": " : "",
-		    res->excerpt);
-	else if (parse_finish(s->parse) < 0)
-		snprintf(why, sizeof why, "bad body: %s", parse_errmsg(s->parse));
-	else {
-		sync_page_done(s);
-		return;
-	}
-	log_clean(why);
-	if (!sync_retry(s, res, why))
-		sync_finish(s, SYNC_ERR_API, "giving up on the page at offset %" PRId64 ": %s",
-		    s->cur.offset, why);
-}

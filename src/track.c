@@ -51,6 +51,13 @@ track_clear(struct track *t)
 }
 
 void
+track_truncate(struct track *t, size_t n)
+{
+	while (t->ntracked > n)
+		free(t->tracked[--t->ntracked]);
+}
+
+void
 track_free(struct track *t)
 {
 	if (t == NULL)

@@ -21,6 +21,8 @@ int track_add(struct track *t, const char *id);
 /* More in progress than max_tracked: this pass cannot tell which calls finished. */
 bool track_is_overflowing(const struct track *t);
 size_t track_count(const struct track *t);
+/* Forgets the ids tracked after the first n (their pages' commit was lost: they are read again). */
+void track_truncate(struct track *t, size_t n);
 /* The ids tracked, in the order they were added; valid until the next track_add/clear. */
 const char *const *track_ids(const struct track *t);
 

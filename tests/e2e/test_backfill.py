@@ -25,8 +25,9 @@ def scenario(order, ncalls, page_size, explicit_order, sim_config):
         served = sum(x["returned"] for x in reqs)
         check(served >= ncalls, "the simulator served %d records, fewer than the %d calls"
               % (served, ncalls))
+        # one keep-alive connection per page in flight (concurrency, 8 by default), reused
         clients = {x["client"] for x in reqs}
-        check(len(clients) <= max(2, len(reqs) // 4),
+        check(len(clients) <= 8 and (len(reqs) < 32 or len(clients) <= len(reqs) // 4),
               "%d requests over %d connections: connections are not reused"
               % (len(reqs), len(clients)))
 
