@@ -4,8 +4,10 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,17 +231,25 @@ struct store {
 };
 
 /*
- * The store blocks the loop thread while a statement runs, so libuv cannot
- * see SIGTERM until it ends (up to statement_timeout). A real signal handler
- * cancels the statement in flight (PQcancel is async-signal-safe), remembers
- * the stop, and hands the signal on to the handler it replaced (libuv's).
- * It cancels only while a statement runs (store_in_statement): a request sent
- * with none running may land on the next one, the recording of the run's end,
- * and one sent to a server that is gone may block the handler in its connect.
+ * The store runs on one thread at a time (the writer's, while the loop thread
+ * leaves it alone), but SIGTERM may come on any thread while a statement
+ * runs, and a statement may block for up to statement_timeout. A real signal
+ * handler cancels the statement in flight (PQcancel is async-signal-safe),
+ * remembers the stop, and hands the signal on to the handler it replaced
+ * (libuv's). It cancels only while a statement runs (store_in_statement): a
+ * request sent with none running may land on the next one, the recording of
+ * the run's end, and one sent to a server that is gone may block the handler
+ * in its connect. What the handler and the writer share are lock-free atomics
+ * (safe in a handler, and between threads); the PGcancel is freed only once no
+ * handler holds it (store_cancel_users), as the handler may run on another
+ * thread while the writer drops the connection.
  */
-static PGcancel *volatile store_signal_cancel;
-static volatile sig_atomic_t store_signalled;
-static volatile sig_atomic_t store_in_statement;
+_Static_assert(ATOMIC_POINTER_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2 &&
+    ATOMIC_BOOL_LOCK_FREE == 2, "the signal handler needs lock-free atomics");
+static _Atomic(PGcancel *) store_signal_cancel;
+static atomic_int store_cancel_users;
+static atomic_bool store_signalled;
+static atomic_bool store_in_statement;
 static struct {
 	int signum;
 	struct sigaction prev;
@@ -249,12 +259,16 @@ static void
 on_store_signal(int signum, siginfo_t *info, void *context)
 {
 	int saved = errno;
-	PGcancel *cancel = store_signal_cancel;
+	PGcancel *cancel;
 	char buf[256];
 
-	store_signalled = 1;
-	if (cancel != NULL && store_in_statement)
+	atomic_store(&store_signalled, true);
+	/* announced before the pointer is read: store_disarm waits for it */
+	atomic_fetch_add(&store_cancel_users, 1);
+	cancel = atomic_load(&store_signal_cancel);
+	if (cancel != NULL && atomic_load(&store_in_statement))
 		(void)PQcancel(cancel, buf, sizeof buf);
+	atomic_fetch_sub(&store_cancel_users, 1);
 	for (size_t i = 0; i < sizeof store_chain / sizeof store_chain[0]; i++) {
 		const struct sigaction *prev = &store_chain[i].prev;
 
@@ -266,6 +280,19 @@ on_store_signal(int signum, siginfo_t *info, void *context)
 			prev->sa_handler(signum);
 	}
 	errno = saved;
+}
+
+/* The handler stops using s->cancel; then it may be freed. */
+static void
+store_disarm(struct store *s)
+{
+	atomic_store(&store_signal_cancel, NULL);
+	/* a handler on another thread may have read the pointer just before */
+	while (atomic_load(&store_cancel_users) > 0)
+		sched_yield();
+	if (s->cancel != NULL)
+		PQfreeCancel(s->cancel);
+	s->cancel = NULL;
 }
 
 int
@@ -289,17 +316,14 @@ store_cancel_on_signal(int signum)
 bool
 store_is_stopping(void)
 {
-	return store_signalled != 0;
+	return atomic_load(&store_signalled);
 }
 
 /* Forgets the session: disarm the signal handler first, it may use the cancel object. */
 static void
 store_close(struct store *s)
 {
-	store_signal_cancel = NULL;
-	if (s->cancel != NULL)
-		PQfreeCancel(s->cancel);
-	s->cancel = NULL;
+	store_disarm(s);
 	if (s->conn != NULL)
 		PQfinish(s->conn);
 	s->conn = NULL;
@@ -386,9 +410,7 @@ store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
 	s->conn_lost = s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK;
 	if (s->conn_lost && s->cancel != NULL) {
 		/* the server is gone: nothing to cancel there, and it may not answer */
-		store_signal_cancel = NULL;
-		PQfreeCancel(s->cancel);
-		s->cancel = NULL;
+		store_disarm(s);
 	}
 	return -1;
 }
@@ -409,13 +431,13 @@ store_exec(struct store *s, const char *sql, const char *what)
 	PGresult *res;
 	int ok;
 
-	store_in_statement = 1;
-	if (store_signalled) {
-		store_in_statement = 0;
+	atomic_store(&store_in_statement, true);
+	if (atomic_load(&store_signalled)) {
+		atomic_store(&store_in_statement, false);
 		return store_stopping_fail(s, what);
 	}
 	res = PQexec(s->conn, sql);
-	store_in_statement = 0;
+	atomic_store(&store_in_statement, false);
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
 	if (!ok)
 		store_fail(s, res, "%s", what);
@@ -429,9 +451,9 @@ store_select(struct store *s, const char *sql, const char *what)
 {
 	PGresult *res;
 
-	store_in_statement = 1;
+	atomic_store(&store_in_statement, true);
 	res = PQexec(s->conn, sql);
-	store_in_statement = 0;
+	atomic_store(&store_in_statement, false);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		store_fail(s, res, "%s", what);
 		PQclear(res);
@@ -446,9 +468,9 @@ store_run(struct store *s, enum stmt_id id, const char *const *params, ExecStatu
 	PGresult *res;
 
 	/* the run's end is recorded even when stopping: a stop must not cancel it */
-	store_in_statement = id != STMT_RUN_FINISH;
-	if (store_signalled && id != STMT_RUN_FINISH) {
-		store_in_statement = 0;
+	atomic_store(&store_in_statement, id != STMT_RUN_FINISH);
+	if (atomic_load(&store_signalled) && id != STMT_RUN_FINISH) {
+		atomic_store(&store_in_statement, false);
 		store_stopping_fail(s, stmts[id].name);
 		return NULL;
 	}
@@ -459,7 +481,7 @@ store_run(struct store *s, enum stmt_id id, const char *const *params, ExecStatu
 	else
 		res = PQexecParams(s->conn, stmts[id].sql, stmts[id].nparams, NULL, params, NULL,
 		    NULL, 0);
-	store_in_statement = 0;
+	atomic_store(&store_in_statement, false);
 	if (PQresultStatus(res) != want) {
 		store_fail(s, res, "statement %s failed", stmts[id].name);
 		PQclear(res);
@@ -606,7 +628,7 @@ store_open(struct store *s)
 		return store_fail(s, NULL, "cannot connect to PostgreSQL");
 	s->conn_lost = 0;
 	s->cancel = PQgetCancel(s->conn);
-	store_signal_cancel = s->cancel;
+	atomic_store(&store_signal_cancel, s->cancel);
 	PQsetNoticeProcessor(s->conn, on_pq_notice, NULL);
 	store_log_options(s->conn);
 	if (store_check_encoding(s) < 0 || store_check_writable(s) < 0)
@@ -660,9 +682,9 @@ store_prepare(struct store *s)
 	if (store_exec(s, stage_ddl, "cannot create the staging table") < 0)
 		return -1;
 	for (int i = 0; i < STMT_COUNT; i++) {
-		store_in_statement = 1;
+		atomic_store(&store_in_statement, true);
 		res = PQprepare(s->conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
-		store_in_statement = 0;
+		atomic_store(&store_in_statement, false);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			store_fail(s, res, "cannot prepare statement %s", stmts[i].name);
 			PQclear(res);
@@ -753,11 +775,11 @@ store_migrate(struct store *s, int *applied)
 		if (store_exec(s, migrations[i].sql, migrations[i].name) < 0)
 			goto fail;
 		snprintf(ver, sizeof ver, "%d", migrations[i].version);
-		store_in_statement = 1;
+		atomic_store(&store_in_statement, true);
 		res = PQexecParams(s->conn,
 		    "INSERT INTO vozagent.schema_migrations (version, name) VALUES ($1, $2)", 2,
 		    NULL, params, NULL, NULL, 0);
-		store_in_statement = 0;
+		atomic_store(&store_in_statement, false);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			store_fail(s, res, "cannot record migration %s", migrations[i].name);
 			PQclear(res);
