@@ -116,20 +116,30 @@ BEGIN
 END
 $$;
 
+-- The ids generation p_gen of the source's backfill has seen (with repeats).
+CREATE FUNCTION vozagent.backfill_seen_ids(p_source text, p_gen bigint)
+RETURNS SETOF text
+LANGUAGE sql STABLE AS $$
+    SELECT unnest(b.ids) FROM vozagent.backfill_seen_batches b
+     WHERE b.source = p_source AND b.gen = p_gen
+$$;
+
 -- As in 005: the calls of the source generation p_gen did not see, among the
--- live ones; read-only. The seen ids are hashed once and the calls read once:
--- a mirror just filled has no statistics yet, and the planner's guess can be
--- a nested loop that is quadratic in its size.
+-- live ones; read-only. Each is one hash anti-join (the seen ids hashed once,
+-- repeats and all, the calls read once): a mirror just filled has no
+-- statistics yet, and the planner's guess can be a nested loop that is
+-- quadratic in its size.
 CREATE OR REPLACE FUNCTION vozagent.backfill_unseen(p_source text, p_gen bigint,
                                                     OUT unseen bigint, OUT live bigint)
 LANGUAGE plpgsql SET enable_nestloop = off AS $$
 BEGIN
-    SELECT count(*) FILTER (WHERE s.id IS NULL), count(*)
-      INTO unseen, live
+    SELECT count(*) INTO live
+      FROM vozagent.calls c WHERE c.source = p_source AND c.deleted_at IS NULL;
+    SELECT count(*) INTO unseen
       FROM vozagent.calls c
-      LEFT JOIN (SELECT DISTINCT unnest(b.ids) AS id FROM vozagent.backfill_seen_batches b
-                  WHERE b.source = p_source AND b.gen = p_gen) s ON s.id = c.id
-     WHERE c.source = p_source AND c.deleted_at IS NULL;
+     WHERE c.source = p_source AND c.deleted_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM vozagent.backfill_seen_ids(p_source, p_gen) AS s(id)
+                        WHERE s.id = c.id);
 END
 $$;
 
@@ -143,11 +153,9 @@ DECLARE
     marked bigint;
 BEGIN
     UPDATE vozagent.calls c SET deleted_at = now()
-      FROM (SELECT c2.id FROM vozagent.calls c2
-              LEFT JOIN (SELECT DISTINCT unnest(b.ids) AS id FROM vozagent.backfill_seen_batches b
-                          WHERE b.source = p_source AND b.gen = p_gen) s ON s.id = c2.id
-             WHERE c2.source = p_source AND c2.deleted_at IS NULL AND s.id IS NULL) u
-     WHERE c.id = u.id;
+     WHERE c.source = p_source AND c.deleted_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM vozagent.backfill_seen_ids(p_source, p_gen) AS s(id)
+                        WHERE s.id = c.id);
     GET DIAGNOSTICS marked = ROW_COUNT;
     DELETE FROM vozagent.backfill_seen_batches WHERE source = p_source;
     RETURN marked;
