@@ -7,7 +7,7 @@
 -- The writer needs no CREATE on the database or on the schema: only the owner
 -- migrates. The tests run the daemon as a role with exactly these rights.
 
--- TEMPORARY: each session stages its page in a temporary table.
+-- TEMPORARY: each session stages its batch of calls in a temporary table.
 GRANT CONNECT, TEMPORARY ON DATABASE :"DBNAME" TO :"writer";
 GRANT USAGE ON SCHEMA vozagent TO :"writer";
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA vozagent TO :"writer";

@@ -4,8 +4,10 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,16 +37,12 @@ enum stmt_id {
 	STMT_ABANDON_RUNS,
 	STMT_STATE_LOAD,
 	STMT_RUN_BEGIN,
-	STMT_RUN_PROGRESS,
 	STMT_RUN_FINISH,
 	STMT_MERGE,
 	STMT_STATE_SAVE,
 	STMT_UNFINISHED,
 	STMT_FINISH_BACKFILL,
 	STMT_SEEN_CLEAR,
-	STMT_REJECT_ADD,
-	STMT_SEEN_ADD,
-	STMT_SEEN_STAGE,
 	STMT_BACKFILL_UNSEEN,
 	STMT_PING,
 	STMT_NEWEST_MIRRORED,
@@ -80,41 +78,29 @@ static const struct {
 	[STMT_BACKFILL_UNSEEN] = { "backfill_unseen", 2,
 	    "SELECT unseen, live FROM vozagent.backfill_unseen($1, $2)" },
 	[STMT_SEEN_CLEAR] = { "seen_clear", 1,
-	    "DELETE FROM vozagent.backfill_seen WHERE source = $1" },
-	/*
-	 * One row per record (by id, or by list position when it has none): a
-	 * record read again updates its row, and times_seen counts the passes
-	 * that rejected it, not the pages (pages overlap, and may be re-read).
-	 */
-	[STMT_REJECT_ADD] = { "reject_add", 7,
-	    "INSERT INTO vozagent.rejects AS r (source, run_id, list_offset, list_position,"
-	    "  record_id, reason, raw)"
-	    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-	    " ON CONFLICT (source, md5(reject_key)) DO UPDATE SET"
-	    "  times_seen = r.times_seen + (r.run_id IS DISTINCT FROM EXCLUDED.run_id)::int,"
-	    "  run_id = EXCLUDED.run_id, list_offset = EXCLUDED.list_offset,"
-	    "  list_position = EXCLUDED.list_position, reason = EXCLUDED.reason,"
-	    "  raw = EXCLUDED.raw, last_seen_at = now()" },
+	    "DELETE FROM vozagent.backfill_seen_batches WHERE source = $1" },
 	[STMT_RUN_BEGIN] = { "run_begin", 2,
 	    "INSERT INTO vozagent.sync_runs (source, mode) VALUES ($1, $2) RETURNING id" },
-	[STMT_RUN_PROGRESS] = { "run_progress", 10,
-	    "UPDATE vozagent.sync_runs SET requests = $2, pages = $3, records_seen = $4,"
-	    " inserted = $5, updated = $6, rejected = $7, warnings = $8, marked_deleted = $9,"
-	    " drift_rereads = $10 WHERE id = $1" },
 	[STMT_RUN_FINISH] = { "run_finish", 12,
 	    "UPDATE vozagent.sync_runs SET requests = $2, pages = $3, records_seen = $4,"
 	    " inserted = $5, updated = $6, rejected = $7, warnings = $8, marked_deleted = $9,"
 	    " drift_rereads = $10, outcome = $11, error = $12, finished_at = now() WHERE id = $1" },
-	[STMT_MERGE] = { "merge", 2,
-	    "SELECT inserted, updated FROM vozagent.merge_stage($1, $2::bool)" },
+	/* the staged rows, the rejects ($4-$8, arrays) and the seen set of a backfill ($3 >= 0) */
+	[STMT_MERGE] = { "merge", 8,
+	    "SELECT inserted, updated FROM vozagent.merge_batch($1, $2, $3, $4::bigint[],"
+	    " $5::bigint[], $6::text[], $7::text[], $8::text[])" },
 	/*
 	 * Compare-and-set: the row is written only if its cursor is still the one
 	 * this process last committed (or loaded). Another writer, or a commit of
 	 * ours whose answer was lost with the connection, makes it write nothing.
-	 * Times travel as exact microseconds since the epoch.
+	 * Times travel as exact microseconds since the epoch. The run's counters
+	 * ($17 = run id, $18-$26) ride along: a failed compare-and-set rolls them back.
 	 */
-	[STMT_STATE_SAVE] = { "state_save", 16,
-	    "INSERT INTO vozagent.sync_state AS s (source, api_order, newest_started_at,"
+	[STMT_STATE_SAVE] = { "state_save", 26,
+	    "WITH run AS (UPDATE vozagent.sync_runs SET requests = $18, pages = $19,"
+	    "  records_seen = $20, inserted = $21, updated = $22, rejected = $23, warnings = $24,"
+	    "  marked_deleted = $25, drift_rereads = $26 WHERE id = $17)"
+	    " INSERT INTO vozagent.sync_state AS s (source, api_order, newest_started_at,"
 	    "  window_offset, backfill_offset, backfill_run_id, last_backfill_at, last_pass_at,"
 	    "  window_base_at, backfill_wrap_to, backfill_refusal,"
 	    "  backfill_refused_at)"
@@ -139,14 +125,6 @@ static const struct {
 	    "  AND s.window_base_at IS NOT DISTINCT FROM " STORE_USEC("$11")
 	    "  AND s.backfill_offset IS NOT DISTINCT FROM $12::bigint"
 	    "  AND s.backfill_run_id IS NOT DISTINCT FROM $13::bigint" },
-	/* a row per id, owned by the last backfill pass that saw it */
-	[STMT_SEEN_ADD] = { "seen_add", 3,
-	    "INSERT INTO vozagent.backfill_seen AS b (source, id, gen) VALUES ($1, $2, $3)"
-	    " ON CONFLICT (source, id) DO UPDATE SET gen = EXCLUDED.gen WHERE b.gen <> EXCLUDED.gen" },
-	[STMT_SEEN_STAGE] = { "seen_stage", 2,
-	    "INSERT INTO vozagent.backfill_seen AS b (source, id, gen)"
-	    " SELECT $1, id, $2 FROM pg_temp.calls_stage"
-	    " ON CONFLICT (source, id) DO UPDATE SET gen = EXCLUDED.gen WHERE b.gen <> EXCLUDED.gen" },
 	[STMT_PING] = { "ping", 0, "SELECT 1" },
 	/* calls dated more than a day ahead are not a cursor (see sync.c) */
 	[STMT_NEWEST_MIRRORED] = { "newest_mirrored", 1,
@@ -229,17 +207,25 @@ struct store {
 };
 
 /*
- * The store blocks the loop thread while a statement runs, so libuv cannot
- * see SIGTERM until it ends (up to statement_timeout). A real signal handler
- * cancels the statement in flight (PQcancel is async-signal-safe), remembers
- * the stop, and hands the signal on to the handler it replaced (libuv's).
- * It cancels only while a statement runs (store_in_statement): a request sent
- * with none running may land on the next one, the recording of the run's end,
- * and one sent to a server that is gone may block the handler in its connect.
+ * The store runs on one thread at a time (the writer's, while the loop thread
+ * leaves it alone), but SIGTERM may come on any thread while a statement
+ * runs, and a statement may block for up to statement_timeout. A real signal
+ * handler cancels the statement in flight (PQcancel is async-signal-safe),
+ * remembers the stop, and hands the signal on to the handler it replaced
+ * (libuv's). It cancels only while a statement runs (store_in_statement): a
+ * request sent with none running may land on the next one, the recording of
+ * the run's end, and one sent to a server that is gone may block the handler
+ * in its connect. What the handler and the writer share are lock-free atomics
+ * (safe in a handler, and between threads); the PGcancel is freed only once no
+ * handler holds it (store_cancel_users), as the handler may run on another
+ * thread while the writer drops the connection.
  */
-static PGcancel *volatile store_signal_cancel;
-static volatile sig_atomic_t store_signalled;
-static volatile sig_atomic_t store_in_statement;
+_Static_assert(ATOMIC_POINTER_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2 &&
+    ATOMIC_BOOL_LOCK_FREE == 2, "the signal handler needs lock-free atomics");
+static _Atomic(PGcancel *) store_signal_cancel;
+static atomic_int store_cancel_users;
+static atomic_bool store_signalled;
+static atomic_bool store_in_statement;
 static struct {
 	int signum;
 	struct sigaction prev;
@@ -249,12 +235,16 @@ static void
 on_store_signal(int signum, siginfo_t *info, void *context)
 {
 	int saved = errno;
-	PGcancel *cancel = store_signal_cancel;
+	PGcancel *cancel;
 	char buf[256];
 
-	store_signalled = 1;
-	if (cancel != NULL && store_in_statement)
+	atomic_store(&store_signalled, true);
+	/* announced before the pointer is read: store_disarm waits for it */
+	atomic_fetch_add(&store_cancel_users, 1);
+	cancel = atomic_load(&store_signal_cancel);
+	if (cancel != NULL && atomic_load(&store_in_statement))
 		(void)PQcancel(cancel, buf, sizeof buf);
+	atomic_fetch_sub(&store_cancel_users, 1);
 	for (size_t i = 0; i < sizeof store_chain / sizeof store_chain[0]; i++) {
 		const struct sigaction *prev = &store_chain[i].prev;
 
@@ -266,6 +256,19 @@ on_store_signal(int signum, siginfo_t *info, void *context)
 			prev->sa_handler(signum);
 	}
 	errno = saved;
+}
+
+/* The handler stops using s->cancel; then it may be freed. */
+static void
+store_disarm(struct store *s)
+{
+	atomic_store(&store_signal_cancel, NULL);
+	/* a handler on another thread may have read the pointer just before */
+	while (atomic_load(&store_cancel_users) > 0)
+		sched_yield();
+	if (s->cancel != NULL)
+		PQfreeCancel(s->cancel);
+	s->cancel = NULL;
 }
 
 int
@@ -289,17 +292,14 @@ store_cancel_on_signal(int signum)
 bool
 store_is_stopping(void)
 {
-	return store_signalled != 0;
+	return atomic_load(&store_signalled);
 }
 
 /* Forgets the session: disarm the signal handler first, it may use the cancel object. */
 static void
 store_close(struct store *s)
 {
-	store_signal_cancel = NULL;
-	if (s->cancel != NULL)
-		PQfreeCancel(s->cancel);
-	s->cancel = NULL;
+	store_disarm(s);
 	if (s->conn != NULL)
 		PQfinish(s->conn);
 	s->conn = NULL;
@@ -386,9 +386,7 @@ store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
 	s->conn_lost = s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK;
 	if (s->conn_lost && s->cancel != NULL) {
 		/* the server is gone: nothing to cancel there, and it may not answer */
-		store_signal_cancel = NULL;
-		PQfreeCancel(s->cancel);
-		s->cancel = NULL;
+		store_disarm(s);
 	}
 	return -1;
 }
@@ -409,13 +407,13 @@ store_exec(struct store *s, const char *sql, const char *what)
 	PGresult *res;
 	int ok;
 
-	store_in_statement = 1;
-	if (store_signalled) {
-		store_in_statement = 0;
+	atomic_store(&store_in_statement, true);
+	if (atomic_load(&store_signalled)) {
+		atomic_store(&store_in_statement, false);
 		return store_stopping_fail(s, what);
 	}
 	res = PQexec(s->conn, sql);
-	store_in_statement = 0;
+	atomic_store(&store_in_statement, false);
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
 	if (!ok)
 		store_fail(s, res, "%s", what);
@@ -429,9 +427,9 @@ store_select(struct store *s, const char *sql, const char *what)
 {
 	PGresult *res;
 
-	store_in_statement = 1;
+	atomic_store(&store_in_statement, true);
 	res = PQexec(s->conn, sql);
-	store_in_statement = 0;
+	atomic_store(&store_in_statement, false);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		store_fail(s, res, "%s", what);
 		PQclear(res);
@@ -446,9 +444,9 @@ store_run(struct store *s, enum stmt_id id, const char *const *params, ExecStatu
 	PGresult *res;
 
 	/* the run's end is recorded even when stopping: a stop must not cancel it */
-	store_in_statement = id != STMT_RUN_FINISH;
-	if (store_signalled && id != STMT_RUN_FINISH) {
-		store_in_statement = 0;
+	atomic_store(&store_in_statement, id != STMT_RUN_FINISH);
+	if (atomic_load(&store_signalled) && id != STMT_RUN_FINISH) {
+		atomic_store(&store_in_statement, false);
 		store_stopping_fail(s, stmts[id].name);
 		return NULL;
 	}
@@ -459,7 +457,7 @@ store_run(struct store *s, enum stmt_id id, const char *const *params, ExecStatu
 	else
 		res = PQexecParams(s->conn, stmts[id].sql, stmts[id].nparams, NULL, params, NULL,
 		    NULL, 0);
-	store_in_statement = 0;
+	atomic_store(&store_in_statement, false);
 	if (PQresultStatus(res) != want) {
 		store_fail(s, res, "statement %s failed", stmts[id].name);
 		PQclear(res);
@@ -606,7 +604,7 @@ store_open(struct store *s)
 		return store_fail(s, NULL, "cannot connect to PostgreSQL");
 	s->conn_lost = 0;
 	s->cancel = PQgetCancel(s->conn);
-	store_signal_cancel = s->cancel;
+	atomic_store(&store_signal_cancel, s->cancel);
 	PQsetNoticeProcessor(s->conn, on_pq_notice, NULL);
 	store_log_options(s->conn);
 	if (store_check_encoding(s) < 0 || store_check_writable(s) < 0)
@@ -660,9 +658,9 @@ store_prepare(struct store *s)
 	if (store_exec(s, stage_ddl, "cannot create the staging table") < 0)
 		return -1;
 	for (int i = 0; i < STMT_COUNT; i++) {
-		store_in_statement = 1;
+		atomic_store(&store_in_statement, true);
 		res = PQprepare(s->conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
-		store_in_statement = 0;
+		atomic_store(&store_in_statement, false);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			store_fail(s, res, "cannot prepare statement %s", stmts[i].name);
 			PQclear(res);
@@ -753,11 +751,11 @@ store_migrate(struct store *s, int *applied)
 		if (store_exec(s, migrations[i].sql, migrations[i].name) < 0)
 			goto fail;
 		snprintf(ver, sizeof ver, "%d", migrations[i].version);
-		store_in_statement = 1;
+		atomic_store(&store_in_statement, true);
 		res = PQexecParams(s->conn,
 		    "INSERT INTO vozagent.schema_migrations (version, name) VALUES ($1, $2)", 2,
 		    NULL, params, NULL, NULL, 0);
-		store_in_statement = 0;
+		atomic_store(&store_in_statement, false);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			store_fail(s, res, "cannot record migration %s", migrations[i].name);
 			PQclear(res);
@@ -945,49 +943,54 @@ store_run_finish(struct store *s, int64_t run_id, const char *outcome, const cha
 	return 0;
 }
 
+/*
+ * Opens the batch's transaction and, when it has rows, COPYs them into the
+ * staging table: BEGIN and the COPY go in one round trip. The whole COPY is
+ * one statement a stop signal may cancel.
+ */
 static int
-store_copy_send(struct store *s, struct rows *rows)
+store_begin_copy(struct store *s, struct rows *rows)
 {
-	size_t len;
-	const char *data = rows_copy_data(rows, &len);
-	PGresult *res = PQexec(s->conn, "COPY pg_temp.calls_stage FROM STDIN");
+	size_t len = 0;
+	const char *data = rows != NULL && rows_count(rows) > 0 ? rows_copy_data(rows, &len) : NULL;
+	PGresult *res;
 	int ok;
 
+	if (data == NULL)
+		return store_exec(s, "BEGIN", "cannot begin the batch's transaction");
+	atomic_store(&store_in_statement, true);
+	if (atomic_load(&store_signalled)) {
+		atomic_store(&store_in_statement, false);
+		return store_stopping_fail(s, "the batch's COPY");
+	}
+	res = PQexec(s->conn, "BEGIN; COPY pg_temp.calls_stage FROM STDIN");
 	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		atomic_store(&store_in_statement, false);
 		store_fail(s, res, "cannot start COPY into the staging table");
 		PQclear(res);
 		return -1;
 	}
 	PQclear(res);
+	ok = 1;
 	/* in pieces: PQputCopyData takes an int, and a batch may be larger */
-	for (size_t off = 0; off < len; off += STORE_COPY_CHUNK) {
+	for (size_t off = 0; off < len && ok; off += STORE_COPY_CHUNK) {
 		size_t n = len - off < STORE_COPY_CHUNK ? len - off : STORE_COPY_CHUNK;
-		if (PQputCopyData(s->conn, data + off, (int)n) != 1)
-			return store_fail(s, NULL, "cannot send the page to PostgreSQL");
+		ok = PQputCopyData(s->conn, data + off, (int)n) == 1;
 	}
-	if (PQputCopyEnd(s->conn, NULL) != 1)
-		return store_fail(s, NULL, "cannot send the page to PostgreSQL");
+	if (!ok || PQputCopyEnd(s->conn, NULL) != 1) {
+		atomic_store(&store_in_statement, false);
+		return store_fail(s, NULL, "cannot send the batch to PostgreSQL");
+	}
 	res = PQgetResult(s->conn);
+	atomic_store(&store_in_statement, false);
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	if (!ok)
-		store_fail(s, res, "COPY of the page failed");
+		store_fail(s, res, "COPY of the batch failed");
 	PQclear(res);
 	/* drain, so the connection is ready for the next command */
 	while ((res = PQgetResult(s->conn)) != NULL)
 		PQclear(res);
 	return ok ? 0 : -1;
-}
-
-/* The whole COPY is one statement a stop signal may cancel. */
-static int
-store_copy_rows(struct store *s, struct rows *rows)
-{
-	int rc;
-
-	store_in_statement = 1;
-	rc = store_copy_send(s, rows);
-	store_in_statement = 0;
-	return rc;
 }
 
 /* A bigint parameter as text, or NULL (SQL NULL) when v is the null value. */
@@ -1002,15 +1005,19 @@ param_int64(char *buf, size_t len, int64_t v, int64_t null_value)
 
 static char *text_array_literal(const char *const *items, size_t n);
 
+/* The cursor's compare-and-set, with the run's counters `stats`. */
 static int
-store_save_state(struct store *s, const char *source, const struct sync_state *expect,
-    const struct sync_state *st)
+store_save_state(struct store *s, const struct store_page *page,
+    const struct sync_state *expect, const struct sync_state *st,
+    const struct store_stats *stats)
 {
 	char num[10][24];
+	struct run_params rp;
 	PGresult *res;
 
+	run_params_fill(&rp, page->run_id, stats);
 	{
-		const char *params[16] = { source, st->api_order,
+		const char *params[16 + RUN_NUMS] = { page->source, st->api_order,
 			param_int64(num[0], 24, st->newest_started_at, ROWS_NO_TIME),
 			param_int64(num[1], 24, st->window_offset, -1),
 			param_int64(num[2], 24, st->backfill_offset, -1),
@@ -1023,6 +1030,7 @@ store_save_state(struct store *s, const char *source, const struct sync_state *e
 			param_int64(num[8], 24, expect->backfill_run_id, -1),
 			param_int64(num[9], 24, st->backfill_wrap_to, -1), st->refusal,
 			st->refuse_now ? "true" : "false" };
+		memcpy(&params[16], rp.p, RUN_NUMS * sizeof rp.p[0]);
 		res = store_run(s, STMT_STATE_SAVE, params, PGRES_COMMAND_OK);
 	}
 	if (res == NULL)
@@ -1032,43 +1040,97 @@ store_save_state(struct store *s, const char *source, const struct sync_state *e
 		s->conn_lost = 0;
 		snprintf(s->err, sizeof s->err, "the cursor of source '%s' changed under this pass "
 		    "(another process, or a commit whose answer was lost with the connection): "
-		    "nothing of this page was written; the next pass starts from the new cursor",
-		    source);
+		    "nothing of this batch was written; the next pass starts from the new cursor",
+		    page->source);
 		return -1;
 	}
 	PQclear(res);
 	return 0;
 }
 
-static int
-store_add_rejects(struct store *s, const struct store_page *page)
+/* {1,2}: a bigint[] literal. */
+static char *
+int_array_literal(const int64_t *v, size_t n)
 {
-	char run[24], off[24], pos[24], gen[24];
-	const char *params[7] = { page->source, run, off, pos, NULL, NULL, NULL };
+	char *buf = malloc(n * 21 + 3), *w = buf;
+
+	if (buf == NULL)
+		return NULL;
+	*w++ = '{';
+	for (size_t i = 0; i < n; i++)
+		w += sprintf(w, "%s%" PRId64, i > 0 ? "," : "", v[i]);
+	*w++ = '}';
+	*w = '\0';
+	return buf;
+}
+
+/*
+ * The batch's rejects as five array parameters of merge_batch, one element per
+ * record: page offset, list position, id (NULL when none), reason, raw.
+ */
+enum { REJ_OFFSET, REJ_POSITION, REJ_ID, REJ_REASON, REJ_RAW, REJ_ARRAYS };
+
+static int
+store_reject_arrays(const struct store_page *page, char *arr[REJ_ARRAYS])
+{
+	size_t n = page->rows != NULL ? rows_rejects(page->rows) : 0;
+	int64_t *off = calloc(n + 1, sizeof *off), *pos = calloc(n + 1, sizeof *pos);
+	const char **ids = calloc(n + 1, sizeof *ids), **reasons = calloc(n + 1, sizeof *reasons);
+	const char **raws = calloc(n + 1, sizeof *raws);
+	int rc = -1;
+
+	memset(arr, 0, REJ_ARRAYS * sizeof arr[0]);
+	if (off == NULL || pos == NULL || ids == NULL || reasons == NULL || raws == NULL)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		rows_reject_at(page->rows, i, &reasons[i], &raws[i], &ids[i]);
+		rows_reject_where(page->rows, i, &off[i], &pos[i]);
+		/* sync.c still commits single pages with their offset beside the rows */
+		off[i] += page->offset;
+		pos[i] += page->offset;
+	}
+	arr[REJ_OFFSET] = int_array_literal(off, n);
+	arr[REJ_POSITION] = int_array_literal(pos, n);
+	arr[REJ_ID] = text_array_literal(ids, n);
+	arr[REJ_REASON] = text_array_literal(reasons, n);
+	arr[REJ_RAW] = text_array_literal(raws, n);
+	rc = 0;
+	for (int i = 0; i < REJ_ARRAYS; i++)
+		if (arr[i] == NULL)
+			rc = -1;
+out:
+	free(off);
+	free(pos);
+	free(ids);
+	free(reasons);
+	free(raws);
+	return rc;
+}
+
+/* The staged rows, the rejects and the seen set, in one statement. */
+static int
+store_merge(struct store *s, const struct store_page *page, struct store_stats *next)
+{
+	char run[24], gen[24], *arr[REJ_ARRAYS];
+	PGresult *res = NULL;
 
 	snprintf(run, sizeof run, "%" PRId64, page->run_id);
-	snprintf(off, sizeof off, "%" PRId64, page->offset);
 	snprintf(gen, sizeof gen, "%" PRId64, page->backfill_gen);
-	for (size_t i = 0; i < rows_rejects(page->rows); i++) {
-		const char *id;
-		PGresult *res;
-		rows_reject_at(page->rows, i, &params[5], &params[6], &id);
-		snprintf(pos, sizeof pos, "%" PRId64,
-		    page->offset + (int64_t)rows_reject_index(page->rows, i));
-		params[4] = id;
-		res = store_run(s, STMT_REJECT_ADD, params, PGRES_COMMAND_OK);
-		if (res == NULL)
-			return -1;
-		PQclear(res);
-		/* listed, even if not storable: a backfill must not mark it deleted */
-		if (page->backfill_gen >= 0 && id != NULL) {
-			const char *seen[3] = { page->source, id, gen };
-			res = store_run(s, STMT_SEEN_ADD, seen, PGRES_COMMAND_OK);
-			if (res == NULL)
-				return -1;
-			PQclear(res);
-		}
+	if (store_reject_arrays(page, arr) < 0) {
+		store_fail(s, NULL, "out of memory for the batch's rejects");
+		s->conn_lost = 0;
+	} else {
+		const char *params[8] = { page->source, run, gen, arr[REJ_OFFSET],
+			arr[REJ_POSITION], arr[REJ_ID], arr[REJ_REASON], arr[REJ_RAW] };
+		res = store_run(s, STMT_MERGE, params, PGRES_TUPLES_OK);
 	}
+	for (int i = 0; i < REJ_ARRAYS; i++)
+		free(arr[i]);
+	if (res == NULL)
+		return -1;
+	next->inserted += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	next->updated += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	PQclear(res);
 	return 0;
 }
 
@@ -1077,36 +1139,17 @@ store_commit_page(struct store *s, const struct store_page *page,
     const struct sync_state *expect, const struct sync_state *st, struct store_stats *stats)
 {
 	struct store_stats next = *stats;
-	struct run_params rp;
 	PGresult *res;
-	const char *source = page->source;
 	char gen[24];
-	const char *src_gen[2] = { source, gen };
+	const char *src_gen[2] = { page->source, gen };
 	struct rows *rows = page->rows;
 
 	snprintf(gen, sizeof gen, "%" PRId64, page->backfill_gen);
-	if (store_exec(s, "BEGIN", "cannot begin the page transaction") < 0)
+	if (store_begin_copy(s, rows) < 0)
 		goto fail;
-	if (rows != NULL && store_add_rejects(s, page) < 0)
+	if (rows != NULL && (rows_count(rows) > 0 || rows_rejects(rows) > 0) &&
+	    store_merge(s, page, &next) < 0)
 		goto fail;
-	if (rows != NULL && rows_count(rows) > 0) {
-		/* the merge's own seen set has no generation: the ids go in below */
-		const char *params[2] = { source, "false" };
-		if (store_copy_rows(s, rows) < 0)
-			goto fail;
-		res = store_run(s, STMT_MERGE, params, PGRES_TUPLES_OK);
-		if (res == NULL)
-			goto fail;
-		next.inserted += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		next.updated += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-		PQclear(res);
-		if (page->backfill_gen >= 0) {
-			res = store_run(s, STMT_SEEN_STAGE, src_gen, PGRES_COMMAND_OK);
-			if (res == NULL)
-				goto fail;
-			PQclear(res);
-		}
-	}
 	if (st->backfill_done) {
 		res = store_run(s, STMT_FINISH_BACKFILL, src_gen, PGRES_TUPLES_OK);
 		if (res == NULL)
@@ -1120,14 +1163,9 @@ store_commit_page(struct store *s, const struct store_page *page,
 			goto fail;
 		PQclear(res);
 	}
-	run_params_fill(&rp, page->run_id, &next);
-	res = store_run(s, STMT_RUN_PROGRESS, rp.p, PGRES_COMMAND_OK);
-	if (res == NULL)
+	if (store_save_state(s, page, expect, st, &next) < 0)
 		goto fail;
-	PQclear(res);
-	if (store_save_state(s, source, expect, st) < 0)
-		goto fail;
-	if (store_exec(s, "COMMIT", "cannot commit the page") < 0)
+	if (store_exec(s, "COMMIT", "cannot commit the batch") < 0)
 		goto fail;
 	*stats = next;
 	return 0;
@@ -1193,7 +1231,7 @@ store_backfill_unseen(struct store *s, const char *source, int64_t gen, int64_t 
 	return 0;
 }
 
-/* {"a","b"}: a text[] literal; ids are quoted, so any character is safe. */
+/* {"a","b",NULL}: a text[] literal; items are quoted, so any character is safe. */
 static char *
 text_array_literal(const char *const *items, size_t n)
 {
@@ -1201,7 +1239,7 @@ text_array_literal(const char *const *items, size_t n)
 	char *buf;
 
 	for (size_t i = 0; i < n; i++)
-		cap += strlen(items[i]) * 2 + 3;
+		cap += (items[i] != NULL ? strlen(items[i]) * 2 : 4) + 3;
 	buf = malloc(cap);
 	if (buf == NULL)
 		return NULL;
@@ -1209,6 +1247,11 @@ text_array_literal(const char *const *items, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0)
 			buf[o++] = ',';
+		if (items[i] == NULL) {
+			memcpy(buf + o, "NULL", 4);
+			o += 4;
+			continue;
+		}
 		buf[o++] = '"';
 		for (const char *p = items[i]; *p != '\0'; p++) {
 			if (*p == '"' || *p == '\\')

@@ -67,15 +67,17 @@ int store_run_finish(struct store *s, int64_t run_id, const char *outcome, const
 struct store_page {
 	const char *source;
 	int64_t run_id;
-	int64_t offset;           /* of the page in its listing, kept with rejects */
-	struct rows *rows;        /* NULL: a commit of the cursor alone */
+	/* added to the rejects' own page offsets (rows_reject_where): 0 once each page sets its own */
+	int64_t offset;
+	struct rows *rows;        /* a batch of one or more pages; NULL: the cursor alone */
 	int64_t backfill_gen;     /* a backfill pass: remember the ids as seen by it; -1 = not */
 };
 
 /*
- * One transaction: the page's rows (staged with COPY, merged into
- * vozagent.calls where they differ, remembered as seen in a backfill), its
- * rejected records, the run's counters and the source's cursor; when
+ * One transaction: the batch's rows (staged with COPY, merged into
+ * vozagent.calls where they differ, the later reading of a call staged twice
+ * winning, remembered as seen in a backfill), its rejected records, the
+ * run's counters and the source's cursor; when
  * st->backfill_done, also the marking of calls the backfill did not see
  * (page->backfill_gen); when st->refuse_now, forgetting what it saw.
  * stats->inserted, ->updated and ->marked_deleted grow by what it changed.
