@@ -16,6 +16,12 @@
 #define PAGER_BACKOFF_BASE_MS 500
 #define PAGER_BACKOFF_CAP_MS 30000
 #define PAGER_URL_MAX (64 * 1024)             /* as sync builds the prefix */
+/*
+ * A listing that is not a whole list reads this many full pages one at a
+ * time before it asks ahead: an incremental pass usually needs a page or
+ * two, and requests past its end would be wasted.
+ */
+#define PAGER_RAMP_AFTER 4
 
 enum slot_state {
 	SLOT_FREE,
@@ -24,6 +30,7 @@ enum slot_state {
 	SLOT_FETCHING,
 	SLOT_READY,               /* read whole, waiting for its turn */
 	SLOT_LENT,                /* handed over to the consumer */
+	SLOT_ORPHAN,              /* in flight for a listing dropped since: its answer is ignored */
 };
 
 struct pager_slot {
@@ -57,8 +64,11 @@ struct pager {
 	int64_t deliver;          /* offset of the next page to hand over */
 	int64_t end;              /* a short page was here: nothing past it is requested */
 	int ramp;                 /* pages this listing may have in flight, growing */
-	int in_flight;
-	int64_t requests;
+	int full_pages;           /* full pages this listing has read */
+	bool speculate;           /* a whole list: all the window's pages once one came back full */
+	int in_flight;            /* requests sent and not answered, orphans included */
+	int64_t requests;         /* requests answered (or failed), orphans included */
+	void (*idle)(void *arg);  /* to call once nothing is in flight */
 };
 
 static void pager_pump(struct pager *pg);
@@ -159,25 +169,54 @@ pager_window(const struct pager *pg)
 	return pace_window(&pg->pace);
 }
 
+/* The slot goes back to the pool; a request in flight finishes as an orphan. */
 static void
 slot_release(struct pager_slot *sl)
 {
 	if (sl->state == SLOT_WAITING)
 		uv_timer_stop(&sl->timer);
-	if (sl->state == SLOT_FETCHING)
-		sl->pg->in_flight--;
-	sl->state = SLOT_FREE;
+	if (sl->state == SLOT_FETCHING || sl->state == SLOT_ORPHAN)
+		sl->state = SLOT_ORPHAN;
+	else
+		sl->state = SLOT_FREE;
 }
 
-/* Everything of the listing goes: requests, retries, pages read. */
+/*
+ * Everything of the listing goes: retries, pages read. Requests in flight
+ * are left to finish (their answers ignored): cancelling one mid-transfer
+ * closes its keep-alive connection, and the API has seen it anyway.
+ */
 static void
 pager_drop(struct pager *pg)
 {
-	fetch_cancel(pg->fetch);
 	for (int i = 0; i < pg->nslots; i++)
 		slot_release(&pg->slots[i]);
-	pg->in_flight = 0;
 	uv_timer_stop(&pg->pump_timer);
+}
+
+void
+pager_abandon(struct pager *pg)
+{
+	fetch_cancel(pg->fetch);
+	for (int i = 0; i < pg->nslots; i++) {
+		slot_release(&pg->slots[i]);
+		pg->slots[i].state = SLOT_FREE;
+	}
+	pg->in_flight = 0;
+	pg->active = false;
+	pg->want = false;
+	pg->idle = NULL;
+	uv_timer_stop(&pg->pump_timer);
+}
+
+void
+pager_when_idle(struct pager *pg, void (*idle)(void *arg))
+{
+	if (pg->in_flight == 0) {
+		idle(pg->cb.arg);
+		return;
+	}
+	pg->idle = idle;
 }
 
 static void
@@ -212,7 +251,10 @@ pager_start(struct pager *pg, const char *prefix, int64_t offset, int64_t step,
 	pg->step = step > 0 ? step : 1;
 	pg->next = pg->deliver = offset;
 	pg->end = INT64_MAX;
-	pg->ramp = speculate ? pg->nslots : 1;
+	/* the first page alone: a refused key, or a list of one page, costs one request */
+	pg->ramp = 1;
+	pg->speculate = speculate;
+	pg->full_pages = 0;
 	pg->active = true;
 	pg->want = true;
 	pager_pump(pg);
@@ -286,7 +328,6 @@ slot_fetch(struct pager *pg, struct pager_slot *sl)
 	pace_started(&pg->pace, pager_now(pg));
 	sl->state = SLOT_FETCHING;
 	pg->in_flight++;
-	pg->requests++;
 	return 0;
 }
 
@@ -398,12 +439,22 @@ on_slot_done(void *arg, const struct fetch_result *res)
 	long st = res->http_status;
 	char why[768];
 
-	if (sl->state != SLOT_FETCHING)
+	if (sl->state != SLOT_FETCHING && sl->state != SLOT_ORPHAN)
 		return;
-	sl->state = SLOT_FREE;
 	pg->in_flight--;
-	if (!pg->active)
+	pg->requests++;
+	if (sl->state == SLOT_ORPHAN || !pg->active) {
+		sl->state = SLOT_FREE;
+		if (pg->in_flight == 0 && pg->idle != NULL) {
+			void (*idle)(void *) = pg->idle;
+			pg->idle = NULL;
+			idle(pg->cb.arg);
+			return;
+		}
+		pager_pump(pg);
 		return;
+	}
+	sl->state = SLOT_FREE;
 	/* past a short page: nobody will want it */
 	if (sl->page.offset > pg->end) {
 		pager_pump(pg);
@@ -443,7 +494,12 @@ on_slot_done(void *arg, const struct fetch_result *res)
 					slot_release(o);
 			}
 		} else if (pg->ramp < pg->nslots) {
-			pg->ramp = pg->ramp * 2 > pg->nslots ? pg->nslots : pg->ramp * 2;
+			/* a whole list opens up after its first page; another listing slowly */
+			++pg->full_pages;
+			if (pg->speculate)
+				pg->ramp = pg->nslots;
+			else if (pg->full_pages >= PAGER_RAMP_AFTER)
+				pg->ramp = pg->ramp * 2 > pg->nslots ? pg->nslots : pg->ramp * 2;
 		}
 		pager_pump(pg);
 		return;
@@ -491,7 +547,7 @@ pager_free(struct pager *pg)
 {
 	if (pg == NULL)
 		return;
-	pager_stop(pg);
+	pager_abandon(pg);
 	for (int i = 0; i < pg->nslots; i++)
 		if (pg->slots[i].timer.data != NULL)
 			uv_close((uv_handle_t *)&pg->slots[i].timer, on_slot_timer_closed);

@@ -43,9 +43,9 @@ struct pager *pager_new(uv_loop_t *loop, const struct config *cfg, struct fetch 
 /*
  * Reads the listing whose URL is prefix followed by an offset, from offset
  * on, pages step apart (page_size - 1: they overlap by one call). With
- * speculate, up to the window's pages are in flight from the start (a
- * whole list); without, one, then twice as many after each full page (a
- * listing that is usually one page long). Drops what a listing before held.
+ * speculate (a whole list), the first page alone, then as many as the
+ * window allows; without (a listing that is usually a page or two long),
+ * one at a time for its first full pages, then twice as many after each. Drops what a listing before held.
  */
 int pager_start(struct pager *pg, const char *prefix, int64_t offset, int64_t step,
     bool speculate);
@@ -53,9 +53,17 @@ int pager_start(struct pager *pg, const char *prefix, int64_t offset, int64_t st
 void pager_next(struct pager *pg);
 /* The listing moved under the consumer: drop everything, read again from offset. */
 void pager_restart(struct pager *pg, int64_t offset);
-/* The listing is done (or abandoned): nothing in flight, nothing called back. */
+/*
+ * The listing is done: nothing more is asked or called back. Requests in
+ * flight finish on their own (their answers ignored), keeping their
+ * connections for the next listing.
+ */
 void pager_stop(struct pager *pg);
-/* Requests sent, in all listings. */
+/* The pass is over: cancel what is in flight too. */
+void pager_abandon(struct pager *pg);
+/* Calls idle(arg of the callbacks) once no request is in flight: now, or when the last ends. */
+void pager_when_idle(struct pager *pg, void (*idle)(void *arg));
+/* Requests answered or failed, in all listings (cancelled ones not). */
 int64_t pager_requests(const struct pager *pg);
 /* Requests allowed in flight now (AIMD). */
 int pager_window(const struct pager *pg);

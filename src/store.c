@@ -1085,9 +1085,6 @@ store_reject_arrays(const struct store_page *page, char *arr[REJ_ARRAYS])
 	for (size_t i = 0; i < n; i++) {
 		rows_reject_at(page->rows, i, &reasons[i], &raws[i], &ids[i]);
 		rows_reject_where(page->rows, i, &off[i], &pos[i]);
-		/* sync.c still commits single pages with their offset beside the rows */
-		off[i] += page->offset;
-		pos[i] += page->offset;
 	}
 	arr[REJ_OFFSET] = int_array_literal(off, n);
 	arr[REJ_POSITION] = int_array_literal(pos, n);

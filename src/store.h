@@ -67,8 +67,6 @@ int store_run_finish(struct store *s, int64_t run_id, const char *outcome, const
 struct store_page {
 	const char *source;
 	int64_t run_id;
-	/* added to the rejects' own page offsets (rows_reject_where): 0 once each page sets its own */
-	int64_t offset;
 	struct rows *rows;        /* a batch of one or more pages; NULL: the cursor alone */
 	int64_t backfill_gen;     /* a backfill pass: remember the ids as seen by it; -1 = not */
 };

@@ -263,7 +263,7 @@ sync_end(struct sync *s, const char *outcome, const char *error)
 	struct store_stats stats;
 
 	s->running = 0;
-	pager_stop(s->pager);
+	pager_abandon(s->pager);
 	uv_timer_stop(&s->retry_timer);
 	/* the commit in flight ends first (a stop signal cancels its statement) */
 	if (writer_wait(s->writer, &stats) == 0)
@@ -285,15 +285,18 @@ sync_end(struct sync *s, const char *outcome, const char *error)
 static void
 sync_finish(struct sync *s, enum sync_result res, const char *fmt, ...)
 {
-	s->err[0] = '\0';
+	char msg[sizeof s->err] = "";
+
+	/* through a copy: the message may be s->err itself */
 	if (fmt != NULL) {
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(s->err, sizeof s->err, fmt, ap);
+		vsnprintf(msg, sizeof msg, fmt, ap);
 		va_end(ap);
 		/* it may quote the API or the server: one clean line */
-		log_clean(s->err);
+		log_clean(msg);
 	}
+	memcpy(s->err, msg, sizeof s->err);
 	if (s->mode == SYNC_BACKFILL)
 		s->backfill_failed = res != SYNC_OK;
 	sync_end(s, res == SYNC_OK ? "ok" : "failed", res == SYNC_OK ? NULL : s->err);
@@ -1046,6 +1049,22 @@ on_pager_fail(void *arg, enum pager_failure why, const char *msg)
 	    why == PAGER_FAIL_REQUEST ? SYNC_ERR_REQUEST : SYNC_ERR_API);
 }
 
+/* The pass is complete, and nothing it asked for is in flight. */
+static void
+on_idle_done(void *arg)
+{
+	struct sync *s = arg;
+
+	if (!s->running)
+		return;
+	s->stats.requests = sync_requests(s);
+	log_info("run %" PRId64 ": done: %" PRId64 " requests, %" PRId64 " calls seen, %" PRId64
+	    " new, %" PRId64 " changed, %" PRId64 " marked deleted, %" PRId64 " warnings, %" PRId64
+	    " rejected", s->run_id, s->stats.requests, s->stats.records_seen, s->stats.inserted,
+	    s->stats.updated, s->stats.marked_deleted, s->stats.warnings, s->stats.rejected);
+	sync_finish(s, SYNC_OK, NULL);
+}
+
 static void
 sync_next_scan(struct sync *s)
 {
@@ -1091,10 +1110,6 @@ sync_next_scan(struct sync *s)
 	stats = s->stats;
 	if (sync_commit(s, &next, &stats) < 0)
 		return;
-	log_info("run %" PRId64 ": done: %" PRId64 " requests, %" PRId64 " calls seen, %" PRId64
-	    " new, %" PRId64 " changed, %" PRId64 " marked deleted, %" PRId64 " warnings, %" PRId64
-	    " rejected", s->run_id, s->stats.requests, s->stats.records_seen, s->stats.inserted,
-	    s->stats.updated, s->stats.marked_deleted, s->stats.warnings, s->stats.rejected);
-	sync_finish(s, SYNC_OK, NULL);
+	/* the pages asked for past the end of a list are answered first, so each is counted */
+	pager_when_idle(s->pager, on_idle_done);
 }
-

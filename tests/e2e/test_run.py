@@ -46,7 +46,7 @@ def stop_mid_pass(order):
     """SIGTERM while a pass is paging (the simulator is slow): exit 0 within 10 s, the
     pass is recorded as interrupted (not left 'running'), what was committed is exact,
     and the next pass completes the mirror."""
-    with h.Case("run_stop", order=order, seed=42, calls=300, page_size=10,
+    with h.Case("run_stop", order=order, seed=42, calls=2000, page_size=10,
                 env={"VOZAGENT_POLL_INTERVAL": "1h"}) as c:
         c.sim.config(delay_ms=150)
         p = c.spawn("run")
