@@ -445,6 +445,16 @@ class Result:
             " ".join(self.cmd), self.rc, self.elapsed, tail(self.out), tail(self.err))
 
 
+# One page in flight and one page per commit: the daemon as it paged before it had a
+# pipeline. Tests whose assertions count requests one by one (a fault planted on
+# request #N, pages fetched in order, a kill between two page commits) set
+#     h.DEFAULT_ENV.update(h.SEQUENTIAL)
+# at import; test_pipeline.py runs the same kinds of faults against the pipeline.
+SEQUENTIAL = {"VOZAGENT_CONCURRENCY": "1", "VOZAGENT_BATCH_ROWS": "1"}
+# Settings every Case of this test script starts from (its own env= wins).
+DEFAULT_ENV = {}
+
+
 class Case:
     """One scenario: a fresh database, a fresh simulator, a clean environment.
 
@@ -523,7 +533,8 @@ class Case:
                    VOZAGENT_SOURCE=self.source, VOZAGENT_HTTP_TIMEOUT="10s")
         if self.page_size is not None:
             env["VOZAGENT_PAGE_SIZE"] = str(self.page_size)
-        for k, v in list(self.extra_env.items()) + list((extra or {}).items()):
+        for k, v in (list(DEFAULT_ENV.items()) + list(self.extra_env.items()) +
+                     list((extra or {}).items())):
             if v is None:
                 env.pop(k, None)
             else:

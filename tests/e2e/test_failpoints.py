@@ -17,6 +17,9 @@ import faultlib as fl
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 
 def preload_env(extra):
     lib = os.environ.get("VOZAGENT_TEST_FAILPOINTS")

@@ -11,6 +11,9 @@ import faultlib as fl
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 CALLS, PAGE, RATE = 2000, 40, 0.15
 
 

@@ -15,6 +15,9 @@ import faultlib as fl
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 CALLS, PAGE = 100, 20
 ENV = {"VOZAGENT_HTTP_TIMEOUT": "5s"}
 ATTEMPTS = 5

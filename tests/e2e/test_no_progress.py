@@ -28,6 +28,9 @@ Each in both orders. E2E_SEED=N replays a seed of drift_ahead, E2E_ORDER picks o
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 N, PAGE = 250, 50
 MSG = "already read"
 

@@ -26,6 +26,9 @@ import time
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 N, PAGE = 1000, 25
 OTHER = {"oldest_first": "newest_first", "newest_first": "oldest_first"}
 

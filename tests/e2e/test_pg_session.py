@@ -39,6 +39,9 @@ import faultlib as fl
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 TEXT = "café 日本"
 WRITER_SQL = os.path.join(h.REPO, "docs", "writer-role.sql")
 

@@ -25,6 +25,9 @@ import faultlib as fl
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 LIBPQ = re.compile(r"connection to server .* failed|could not connect|does not exist|"
                    r"Connection refused|No such file or directory")
 

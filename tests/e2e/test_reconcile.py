@@ -24,6 +24,9 @@ import time
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 N, PAGE = 600, 25
 CONTENT = ("raw", "contact_id", "assistant_id", "call_type", "call_status", "duration_seconds",
            "call_started_at", "call_ended_at", "appointment_booked", "lead_qualification",

@@ -11,6 +11,9 @@ import signal
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 N, PAGE = 600, 10
 
 

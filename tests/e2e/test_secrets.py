@@ -21,6 +21,9 @@ import faultlib as fl
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 NO_ENV = {k: None for k in ("VOZAGENT_API_URL", "VOZAGENT_API_TOKEN", "VOZAGENT_DATABASE_URL",
                             "VOZAGENT_SOURCE", "VOZAGENT_HTTP_TIMEOUT", "VOZAGENT_PAGE_SIZE")}
 

@@ -21,6 +21,9 @@ import time
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 
 def extra_sim(c, name, seed, calls, order):
     d = os.path.join(c.tmp, name)
