@@ -806,8 +806,8 @@ on_committed(void *arg, int rc, const struct store_stats *stats)
 		pager_stop(s->pager);
 		sync_snap_restore(s, &s->at_commit);
 		sync_batches_drop(s);
-		if (s->then != THEN_FAIL)
-			s->then = THEN_NOTHING;
+		/* what the scan decided after that commit is decided again as its pages come back */
+		s->then = THEN_NOTHING;
 		if (sync_db_lost(s, REDO_SCAN))
 			return;
 		sync_finish(s, SYNC_ERR_STORE, "writing the pages from offset %" PRId64 " failed: %s",
