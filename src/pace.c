@@ -122,16 +122,16 @@ pace_throttled(struct pace *p, uint64_t now, long retry_after_s)
 	pace_cut(p, now);
 	/*
 	 * The API let `answered` requests through in the last second before it
-	 * said no: space requests a little under that. A second 429 in the same
-	 * burst says no more than the first did.
+	 * said no: space requests a little under that. Fewer than a handful say
+	 * nothing of a rate (a 429 now and then): the pause alone answers them.
+	 * A second 429 in the same burst says no more than the first did.
 	 */
-	if (now >= p->rate_since + PACE_BURST_MS || p->rate <= 0) {
+	if (answered >= PACE_MIN_SAMPLES &&
+	    (now >= p->rate_since + PACE_BURST_MS || p->rate <= 0)) {
 		double cur = pace_rate(p, now);
 		double next = answered * PACE_RATE_MARGIN;
 		if (cur > 0 && cur * PACE_RATE_MARGIN < next)
 			next = cur * PACE_RATE_MARGIN;
-		if (next < 1.0 / (double)(retry_after_s > 0 ? retry_after_s : 1))
-			next = 1.0 / (double)(retry_after_s > 0 ? retry_after_s : 1);
 		p->rate = next;
 		p->rate_since = now;
 	}

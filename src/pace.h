@@ -9,6 +9,8 @@
 #define PACE_HISTORY 64
 /* A rate learnt from a 429 grows back by this share per second without one. */
 #define PACE_RATE_GROWTH 0.01
+/* Successes in the second before a 429 needed to learn a rate from it. */
+#define PACE_MIN_SAMPLES 8
 /* After a 429: pace at this share of the rate that was answered. */
 #define PACE_RATE_MARGIN 0.95
 /* A Retry-After beyond this is taken as this (seconds). */
@@ -19,8 +21,9 @@
  * Requests in flight follow AIMD: the window grows by one request per
  * window of successes and halves on a 429, a 5xx or a timeout (once per
  * burst of them). A 429 also stops every new request for its Retry-After,
- * and from then on requests are spaced at the rate the API answered before
- * it said no, growing back slowly. Times are milliseconds of any monotonic
+ * and, when the API had let at least PACE_MIN_SAMPLES requests through in
+ * the second before, from then on requests are spaced just under that
+ * rate, growing back slowly. Times are milliseconds of any monotonic
  * clock.
  */
 struct pace {

@@ -16,8 +16,9 @@ into one chosen request of a small backfill, gets the documented answer.
   the data, and the next backfill resumes there and ends exact; `run` tries again
   at the next interval;
 - 429: the retry waits Retry-After (seconds, HTTP date, 5 s when absent, at most
-  300 s), and the requests after it are spaced out (0.5 s, doubling per further 429,
-  shrinking by a quarter per page).
+  300 s); a lone 429 after a couple of requests teaches no rate, so the pass then goes
+  on at speed (the rate learnt from many is unit-tested in test_pace and measured in
+  BENCHMARKS.md behind a real limit).
 Every output and the database are checked for the key at the end of each case."""
 
 import email.utils
@@ -308,18 +309,14 @@ def rate_limited():
 
         g = limited("429, Retry-After: 2", [{"kind": "429", "retry_after": "2"}], 3)
         check(g[0] >= 2.0 - 0.03, "Retry-After: 2 but the retry came %.2fs after the 429" % g[0])
-        for i, least in enumerate((0.5, 0.375, 0.28, 0.21), 1):
-            check(g[i] >= least - 0.03, "after a 429 the requests are not spaced out: page %d "
-                  "after the retry came %.3fs after the one before, expected >= %.3fs (gaps %s)"
-                  % (i, g[i], least, g))
-        check(g[-1] < h.scaled(0.3), "the spacing after a 429 never shrinks: last gap %.2fs"
+        # two requests before the 429 say nothing of a rate (pace needs 8 in the second
+        # before it, unit-tested in test_pace): after the pause the pass goes on at speed
+        check(g[-1] < h.scaled(0.3), "the requests after a lone 429 stay slow: last gap %.2fs"
               % g[-1])
 
         g = limited("two 429s in a row, Retry-After: 1",
                     [{"kind": "429", "retry_after": "1"}] * 2, 3)
         check(g[0] >= 0.97 and g[1] >= 0.97, "Retry-After: 1 not honoured: %s" % g)
-        check(g[2] >= 0.97 and g[3] >= 0.72, "after a second 429 the spacing did not double "
-              "to 1s: gaps %s" % g)
 
         g = limited("429 without Retry-After", [{"kind": "429", "retry_after": None}], 1)
         check(4.97 <= g[0] <= h.scaled(8), "429 without Retry-After: retried after %.2fs, "
