@@ -461,8 +461,13 @@ fetch_get(struct fetch *f, const char *url, fetch_data_cb on_data, fetch_done_cb
 	curl_easy_setopt(r->easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	/* requests started together wait for the first connection to say whether it multiplexes */
-	curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 1L);
+	/*
+	 * Over https, requests started together wait for the first connection to
+	 * say whether it multiplexes (h2); plain http is HTTP/1.1, where waiting
+	 * would only hold a request back from a connection of its own.
+	 */
+	if (strncasecmp(url, "https:", 6) == 0)
+		curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 1L);
 	/* never follow redirects: a 3xx is reported, and the key goes nowhere else */
 	curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
 	if (fetch_restrict(f, r->easy) < 0 || curl_multi_add_handle(f->multi, r->easy) != CURLM_OK) {
