@@ -294,7 +294,8 @@ gen_reserve(struct parse *p, size_t n)
 	if (n > p->max_record + 1 - p->raw.len)
 		return parse_fail(p, "call #%u of the page is larger than %zu bytes (at byte %zu)",
 		    p->count + 1, p->max_record, parse_offset(p));
-	if (buf_reserve(&p->raw, n) < 0)
+	/* most tokens fit in what raw already holds: no call */
+	if (n > p->raw.cap - p->raw.len && buf_reserve(&p->raw, n) < 0)
 		return parse_fail(p, "out of memory");
 	return 1;
 }
@@ -525,20 +526,27 @@ cb_string(void *ctx, const unsigned char *s, size_t len)
 	return gen_string(p, s, len);
 }
 
+/* The known field a key names, or -1; by length first, as most keys differ in it. */
+static int
+parse_field_of(const char *s, size_t len)
+{
+	if (len < 2 || len > 18)
+		return -1;
+	for (int f = 0; f < FIELD_COUNT; f++)
+		if (field_lens[f] == len && s[len - 1] == field_names[f][len - 1] &&
+		    memcmp(field_names[f], s, len) == 0)
+			return f;
+	return -1;
+}
+
 static int
 cb_map_key(void *ctx, const unsigned char *s, size_t len)
 {
 	struct parse *p = ctx;
 
 	p->cur_field = -1;
-	if (p->depth == DEPTH_CALL) {
-		for (int f = 0; f < FIELD_COUNT; f++) {
-			if (field_lens[f] == len && memcmp(field_names[f], s, len) == 0) {
-				p->cur_field = f;
-				break;
-			}
-		}
-	}
+	if (p->depth == DEPTH_CALL)
+		p->cur_field = parse_field_of((const char *)s, len);
 	if (parse_sanitize(p, &s, &len) < 0)
 		return 0;
 	return gen_string(p, s, len);

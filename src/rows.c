@@ -114,7 +114,7 @@ copy_field(struct rows *r, const char *s, size_t len, int last)
 	const unsigned char *u = (const unsigned char *)s;
 	char *o;
 
-	if (buf_reserve(&r->copy, worst) < 0)
+	if (worst > r->copy.cap - r->copy.len && buf_reserve(&r->copy, worst) < 0)
 		return -1;
 	o = r->copy.data + r->copy.len;
 	if (s == NULL) {
