@@ -6,8 +6,12 @@
 - a gzip_bomb page - a few KiB on the wire, valid JSON whose whitespace inflates past
   max_body_size - fails as over the cap, counted after decompression: five attempts,
   exit 75, the message names the cap, the run is recorded failed with it, and nothing
-  of that page is written (the page before it stays committed, exact). The bomb is a
-  valid page, so a cap counted on compressed bytes would let it through."""
+  of that page is written (the page before it stays committed, exact), and the daemon's
+  peak memory stays far below the 64 MiB the bomb inflates to. The bomb is a valid page,
+  so a cap counted on compressed bytes would let it through."""
+
+import os
+import re
 
 import faultlib as fl
 import harness as h
@@ -16,7 +20,8 @@ from harness import check
 CALLS, PAGE = 120, 20
 ENV = {"VOZAGENT_MAX_BODY_SIZE": "128k", "VOZAGENT_HTTP_TIMEOUT": "5s"}
 CAP = 128 * 1024
-BOMB = {"kind": "gzip_bomb", "bytes": 4 << 20}      # 4 MiB inflated, about 4 KiB sent
+BOMB = {"kind": "gzip_bomb", "bytes": 64 << 20}     # 64 MiB inflated, about 64 KiB sent
+RSS_MAX_KIB = 32 << 10
 
 
 def gzip_backfill(order):
@@ -40,8 +45,21 @@ def gzip_bomb(order):
     with h.Case("gzip_bomb", order=order, seed=812, calls=CALLS, page_size=PAGE) as c:
         calls = c.sim.calls()
         c.sim.config(gzip=True)
-        r, reqs = fl.fault_at_request(c, "backfill", 2, [BOMB] * 5, env=ENV)
+        # the daemon's own peak memory, from GNU time wrapped around it
+        outer = os.environ.get("VOZAGENT_E2E_WRAPPER")
+        os.environ["VOZAGENT_E2E_WRAPPER"] = "/usr/bin/time -f maxrss_kib=%%M %s" % (outer or "")
+        try:
+            r, reqs = fl.fault_at_request(c, "backfill", 2, [BOMB] * 5, env=ENV)
+        finally:
+            if outer is None:
+                os.environ.pop("VOZAGENT_E2E_WRAPPER")
+            else:
+                os.environ["VOZAGENT_E2E_WRAPPER"] = outer
         c.expect_rc(r, 75, "backfill whose page 2 is a gzip bomb, five times")
+        m = re.search(r"maxrss_kib=(\d+)", r.err)
+        rss = int(m.group(1)) if m else None
+        check(rss is not None and rss < RSS_MAX_KIB, "peak RSS %s KiB while refusing a 64 MiB "
+              "bomb: the body was held in memory?" % rss)
         off = reqs[1]["offset"]
         check(len(reqs) == 6 and all(x["offset"] == off and x["fault"] == "gzip_bomb"
                                      for x in reqs[1:]),
@@ -62,7 +80,8 @@ def gzip_bomb(order):
         d = h.mirror_diff(head, c.mirror_rows(), c.source)
         check(not d, "committed page differs:\n  " + "\n  ".join(d))
         check(not fl.rejects(c), "rejects were written for the bomb page: %s" % fl.rejects(c))
-        h.log("gzip bomb (%s): exit 75; %s" % (sent, h.tail(r.err, 1)))
+        h.log("gzip bomb (%s): exit 75, daemon's peak RSS %d KiB; %s"
+              % (sent, rss, h.tail(r.err, 1)))
 
 
 if __name__ == "__main__":
