@@ -39,6 +39,7 @@ struct fetch {
 	size_t max_body;
 	struct fetch_req *reqs;
 	int active;
+	long connections;           /* opened by the requests that ended */
 	struct fetch_sock *socks;   /* watched sockets, so fetch_free can close them all */
 };
 
@@ -286,10 +287,15 @@ cb_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 		req_keep_body(r, ptr, n);
 		return r->res.body_bytes > FETCH_ERROR_BODY_MAX ? 0 : n;
 	}
+	/*
+	 * libcurl hands over the body decoded (gzip, deflate, br, zstd): the cap
+	 * counts what it inflates to, so a small compressed body cannot grow past it.
+	 */
 	if (r->res.body_bytes > r->f->max_body) {
 		r->res.transport_error = 1;
 		snprintf(r->res.error, sizeof r->res.error,
-		    "response body larger than the %zu-byte cap", r->f->max_body);
+		    "response body larger than the %zu-byte cap (max_body_size, counted after "
+		    "decompression)", r->f->max_body);
 		return 0;
 	}
 	if (r->on_data(r->arg, ptr, n) < 0) {
@@ -380,6 +386,13 @@ fetch_new(uv_loop_t *loop, const struct fetch_opts *opts, char *err, size_t errl
 	curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
 	curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, cb_timer);
 	curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
+	/* HTTP/2 over TLS carries every request on one connection (libcurl's default since 7.62) */
+	curl_multi_setopt(f->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	if (opts->max_connections > 0) {
+		/* one connection per request in flight, each kept for the next one */
+		curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)opts->max_connections);
+		curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, (long)opts->max_connections);
+	}
 
 	alen = strlen(opts->bearer_token) + 32;
 	auth = malloc(alen);
@@ -447,6 +460,14 @@ fetch_get(struct fetch *f, const char *url, fetch_data_cb on_data, fetch_done_cb
 	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	/*
+	 * Over https, requests started together wait for the first connection to
+	 * say whether it multiplexes (h2); plain http is HTTP/1.1, where waiting
+	 * would only hold a request back from a connection of its own.
+	 */
+	if (strncasecmp(url, "https:", 6) == 0)
+		curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 1L);
 	/* never follow redirects: a 3xx is reported, and the key goes nowhere else */
 	curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
 	if (fetch_restrict(f, r->easy) < 0 || curl_multi_add_handle(f->multi, r->easy) != CURLM_OK) {
@@ -488,10 +509,13 @@ fetch_check_done(struct fetch *f)
 	while ((msg = curl_multi_info_read(f->multi, &left)) != NULL) {
 		struct fetch_req *r;
 		struct fetch_result res;
+		long conns = 0;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		if (curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK)
+			f->connections += conns;
 		req_finish(r, msg->data.result);
 		/* msg dies with the handle: copy the result, then let the caller go on */
 		res = r->res;
@@ -515,6 +539,12 @@ int
 fetch_active(const struct fetch *f)
 {
 	return f->active;
+}
+
+long
+fetch_connections(const struct fetch *f)
+{
+	return f->connections;
 }
 
 static void

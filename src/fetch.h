@@ -11,6 +11,7 @@ struct fetch_opts {
 	long timeout_ms;            /* whole request */
 	size_t max_body_bytes;      /* a longer 2xx body fails the request */
 	int allow_http;             /* else https only */
+	int max_connections;        /* kept-alive connections to the API, 0 = libcurl's default */
 };
 
 struct fetch_result {
@@ -38,6 +39,8 @@ int fetch_get(struct fetch *f, const char *url, fetch_data_cb on_data, fetch_don
 void fetch_cancel(struct fetch *f);
 /* Requests still in flight. */
 int fetch_active(const struct fetch *f);
+/* Connections opened so far by the requests that ended (fewer than requests: reuse). */
+long fetch_connections(const struct fetch *f);
 /* Closes the libuv handles; the caller runs the loop once more to finish. */
 void fetch_free(struct fetch *f);
 /* Percent-encodes s for a query string into buf: 0, or -1 when it does not fit. */

@@ -2,11 +2,12 @@
 #include "parse.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <yajl/yajl_gen.h>
+#include <yajl/yajl_common.h>
 #include <yajl/yajl_parse.h>
 
 #include "buf.h"
@@ -18,15 +19,23 @@ static const char *const field_names[FIELD_COUNT] = {
 	"call_intent",
 };
 
-/* Bytes handed to yajl at a time (curl hands over 16 KiB). */
-#define PARSE_SLICE 65536
+static const unsigned char field_lens[FIELD_COUNT] = { 2, 10, 12, 9, 11, 16, 15, 13, 18, 18, 11 };
 
 /* Depth of open containers: 1 = inside the page array, 2 = inside a call. */
 enum { DEPTH_PAGE = 1, DEPTH_CALL = 2 };
 
+/*
+ * Where raw's writer stands at each depth, as yajl_gen tracks it, so raw is
+ * byte for byte what yajl_gen wrote (and stops where it stopped).
+ */
+enum gen_state { GEN_START, GEN_MAP_START, GEN_MAP_KEY, GEN_MAP_VAL, GEN_ARRAY_START,
+	GEN_IN_ARRAY, GEN_COMPLETE };
+
 struct parse {
 	yajl_handle h;
-	yajl_gen g;               /* re-encodes the current call for `raw` */
+	struct buf raw;           /* the current call re-encoded as compact JSON */
+	unsigned char gstate[YAJL_MAX_DEPTH];
+	int gdepth;
 	parse_record_cb cb;
 	void *arg;
 	size_t max_record;
@@ -40,11 +49,9 @@ struct parse {
 	struct { enum json_type type; size_t off, len; } fv[FIELD_COUNT];
 	struct buf vals;          /* texts of the known fields of the current call */
 	struct buf scratch;       /* a string with replaced characters */
-	struct buf filtered;      /* a chunk after the surrogate filter */
 	struct {
-		int in_str;           /* inside a JSON string */
 		char pend[12];        /* an escape not yet decided on: \uXXXX[\uXXXX] */
-		int npend;
+		size_t npend;
 	} esc;
 	unsigned replaced;
 	char rec_error[160];      /* why the current call cannot be stored, or "" */
@@ -52,8 +59,6 @@ struct parse {
 	char err[256];
 };
 
-/* Re-encode into raw, unless the call is already known to be unstorable. */
-#define GEN(p, call) ((p)->gen_stopped ? 1 : parse_gen_ok((p), (call)))
 
 int
 parse_number_ok(const char *s, size_t len)
@@ -131,6 +136,23 @@ utf8_surrogate_len(const unsigned char *s, size_t n)
 	return 1;
 }
 
+/* Length of the prefix of s that is plain ASCII without NUL, eight bytes at a time. */
+static size_t
+parse_ascii_prefix(const unsigned char *s, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t v;
+		memcpy(&v, s + i, 8);
+		/* a byte with its high bit set, or a zero byte */
+		if (((v | ((v - ones) & ~v)) & highs) != 0)
+			break;
+	}
+	return i;
+}
+
 /*
  * yajl decodes "\u0000" to a NUL byte and a lone "\udc00" to bytes that are
  * not UTF-8. Replace each such byte with U+FFFD so the call still fits in
@@ -140,10 +162,16 @@ static int
 parse_sanitize(struct parse *p, const unsigned char **s, size_t *len)
 {
 	static const char repl[] = "\xEF\xBF\xBD";
-	size_t i = 0, out = 0, vl;
+	size_t i = parse_ascii_prefix(*s, *len), out = 0, vl;
 
-	while (i < *len && (vl = utf8_valid_len(*s + i, *len - i)) > 0)
-		i += vl;
+	while (i < *len) {
+		if ((*s)[i] - 1u < 0x7Fu)
+			i++;
+		else if ((vl = utf8_valid_len(*s + i, *len - i)) > 0)
+			i += vl;
+		else
+			break;
+	}
 	if (i == *len)
 		return 0;
 	if (*len > p->max_record)
@@ -177,10 +205,8 @@ parse_sanitize(struct parse *p, const unsigned char **s, size_t *len)
 static int
 parse_fits(struct parse *p, size_t more)
 {
-	const unsigned char *buf;
-	size_t len;
+	size_t len = p->raw.len;
 
-	yajl_gen_get_buf(p->g, &buf, &len);
 	return len <= p->max_record && p->vals.len <= p->max_record - len &&
 	    more <= p->max_record - len - p->vals.len;
 }
@@ -206,18 +232,204 @@ parse_record_error(struct parse *p, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int
-parse_gen_ok(struct parse *p, yajl_gen_status st)
+/*
+ * raw's writer. It writes what yajl_gen wrote (compact, the same escapes),
+ * without a library call and a buffer check per byte run.
+ */
+
+/* The separator before a value or key, as yajl_gen puts it. */
+static size_t
+gen_sep(const struct parse *p, char *out)
 {
-	/* the call is rejected, the page goes on: keep the part read so far */
-	if (st == yajl_max_depth_exceeded) {
+	switch (p->gstate[p->gdepth]) {
+	case GEN_MAP_KEY:
+	case GEN_IN_ARRAY:
+		*out = ',';
+		return 1;
+	case GEN_MAP_VAL:
+		*out = ':';
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* A value was written at the current depth: what comes next there. */
+static void
+gen_appended(struct parse *p)
+{
+	unsigned char *st = &p->gstate[p->gdepth];
+
+	switch (*st) {
+	case GEN_START:
+		*st = GEN_COMPLETE;
+		break;
+	case GEN_MAP_START:
+	case GEN_MAP_KEY:
+		*st = GEN_MAP_VAL;
+		break;
+	case GEN_ARRAY_START:
+		*st = GEN_IN_ARRAY;
+		break;
+	case GEN_MAP_VAL:
+		*st = GEN_MAP_KEY;
+		break;
+	default:
+		break;
+	}
+}
+
+/* Appends n bytes to raw, n having been reserved. */
+static void
+gen_put(struct parse *p, const void *s, size_t n)
+{
+	memcpy(p->raw.data + p->raw.len, s, n);
+	p->raw.len += n;
+}
+
+/* Reserves room in raw; past its cap the call is over the record cap anyway. */
+static int
+gen_reserve(struct parse *p, size_t n)
+{
+	if (n > p->max_record + 1 - p->raw.len)
+		return parse_fail(p, "call #%u of the page is larger than %zu bytes (at byte %zu)",
+		    p->count + 1, p->max_record, parse_offset(p));
+	/* most tokens fit in what raw already holds: no call */
+	if (n > p->raw.cap - p->raw.len && buf_reserve(&p->raw, n) < 0)
+		return parse_fail(p, "out of memory");
+	return 1;
+}
+
+/* A scalar written as it is (number, true, false, null). */
+static int
+gen_atom(struct parse *p, const char *s, size_t len)
+{
+	char sep;
+	size_t ns;
+
+	if (p->gen_stopped)
+		return 1;
+	ns = gen_sep(p, &sep);
+	if (!gen_reserve(p, ns + len))
+		return 0;
+	gen_put(p, &sep, ns);
+	gen_put(p, s, len);
+	gen_appended(p);
+	return parse_check_size(p);
+}
+
+/* What a byte of a string becomes in JSON: 0 = itself, else the escape's second letter ('u' = \u00XX). */
+static const char gen_escape[256] = {
+	'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
+	'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+	['"'] = '"', ['\\'] = '\\',
+};
+
+/* Length of the prefix of s that JSON takes as it is, eight bytes at a time, then one by one. */
+static size_t
+gen_plain_run(const unsigned char *s, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t v, q, bs;
+		memcpy(&v, s + i, 8);
+		q = v ^ (ones * '"');
+		bs = v ^ (ones * '\\');
+		/* a control character, a quote or a backslash: look closer */
+		if ((((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs)
+			break;
+	}
+	while (i < n && gen_escape[s[i]] == 0)
+		i++;
+	return i;
+}
+
+static int
+gen_string(struct parse *p, const unsigned char *s, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char sep;
+	size_t ns, i = 0, o;
+
+	if (p->gen_stopped)
+		return 1;
+	ns = gen_sep(p, &sep);
+	if (!gen_reserve(p, ns + 2 + len))
+		return 0;
+	o = p->raw.len;
+	if (ns > 0)
+		p->raw.data[o++] = sep;
+	p->raw.data[o++] = '"';
+	while (i < len) {
+		size_t j = i + gen_plain_run(s + i, len - i);
+		char e, *d;
+
+		memcpy(p->raw.data + o, s + i, j - i);
+		o += j - i;
+		if (j == len)
+			break;
+		/* an escape grows the text: room for it, the rest and the quote, within the cap */
+		p->raw.len = o;
+		if (o > p->max_record)
+			return parse_check_size(p);
+		if (buf_reserve(&p->raw, 6 + (len - j - 1) + 1) < 0)
+			return parse_fail(p, "out of memory");
+		d = p->raw.data + o;
+		e = gen_escape[s[j]];
+		*d++ = '\\';
+		*d++ = e;
+		if (e == 'u') {
+			*d++ = '0';
+			*d++ = '0';
+			*d++ = hex[s[j] >> 4];
+			*d++ = hex[s[j] & 15];
+		}
+		o = (size_t)(d - p->raw.data);
+		i = j + 1;
+	}
+	p->raw.data[o++] = '"';
+	p->raw.len = o;
+	gen_appended(p);
+	return parse_check_size(p);
+}
+
+/* Opens an object ('{') or an array ('['); too deep stops raw where yajl_gen stopped it. */
+static int
+gen_open(struct parse *p, char c)
+{
+	char sep;
+	size_t ns;
+
+	if (p->gen_stopped)
+		return 1;
+	ns = gen_sep(p, &sep);
+	/* no cap check yet: past the depth limit yajl_gen kept the separator unchecked */
+	if (buf_reserve(&p->raw, ns + 1) < 0)
+		return parse_fail(p, "out of memory");
+	gen_put(p, &sep, ns);
+	if (++p->gdepth >= YAJL_MAX_DEPTH) {
+		/* the call is rejected, the page goes on: keep the part read so far */
 		parse_record_error(p, "it nests deeper than %d levels", YAJL_MAX_DEPTH - 2);
 		p->gen_stopped = 1;
 		return 1;
 	}
-	if (st != yajl_gen_status_ok)
-		return parse_fail(p, "cannot re-encode call #%u (yajl_gen status %d)", p->count + 1,
-		    (int)st);
+	p->gstate[p->gdepth] = c == '{' ? GEN_MAP_START : GEN_ARRAY_START;
+	gen_put(p, &c, 1);
+	return parse_check_size(p);
+}
+
+static int
+gen_close(struct parse *p, char c)
+{
+	if (p->gen_stopped)
+		return 1;
+	if (!gen_reserve(p, 1))
+		return 0;
+	p->gdepth--;
+	gen_appended(p);
+	gen_put(p, &c, 1);
 	return parse_check_size(p);
 }
 
@@ -272,7 +484,7 @@ cb_null(void *ctx)
 		return parse_misplaced(p, JSON_NULL);
 	if (!parse_keep(p, JSON_NULL, NULL, 0))
 		return 0;
-	return GEN(p, yajl_gen_null(p->g));
+	return gen_atom(p, "null", 4);
 }
 
 static int
@@ -283,7 +495,7 @@ cb_boolean(void *ctx, int v)
 		return parse_misplaced(p, JSON_BOOL);
 	if (!parse_keep(p, JSON_BOOL, v ? "true" : "false", v ? 4 : 5))
 		return 0;
-	return GEN(p, yajl_gen_bool(p->g, v));
+	return gen_atom(p, v ? "true" : "false", v ? 4 : 5);
 }
 
 static int
@@ -298,7 +510,7 @@ cb_number(void *ctx, const char *s, size_t len)
 		parse_record_error(p, "its number %.*s%s is beyond what PostgreSQL's numeric holds",
 		    len > 40 ? 40 : (int)len, s, len > 40 ? "..." : "");
 	/* the number as written: no precision is lost on the way to numeric */
-	return GEN(p, yajl_gen_number(p->g, s, len));
+	return gen_atom(p, s, len);
 }
 
 static int
@@ -311,7 +523,20 @@ cb_string(void *ctx, const unsigned char *s, size_t len)
 		return 0;
 	if (!parse_keep(p, JSON_STRING, (const char *)s, len))
 		return 0;
-	return GEN(p, yajl_gen_string(p->g, s, len));
+	return gen_string(p, s, len);
+}
+
+/* The known field a key names, or -1; by length first, as most keys differ in it. */
+static int
+parse_field_of(const char *s, size_t len)
+{
+	if (len < 2 || len > 18)
+		return -1;
+	for (int f = 0; f < FIELD_COUNT; f++)
+		if (field_lens[f] == len && s[len - 1] == field_names[f][len - 1] &&
+		    memcmp(field_names[f], s, len) == 0)
+			return f;
+	return -1;
 }
 
 static int
@@ -320,24 +545,19 @@ cb_map_key(void *ctx, const unsigned char *s, size_t len)
 	struct parse *p = ctx;
 
 	p->cur_field = -1;
-	if (p->depth == DEPTH_CALL) {
-		for (int f = 0; f < FIELD_COUNT; f++) {
-			if (strlen(field_names[f]) == len && memcmp(field_names[f], s, len) == 0) {
-				p->cur_field = f;
-				break;
-			}
-		}
-	}
+	if (p->depth == DEPTH_CALL)
+		p->cur_field = parse_field_of((const char *)s, len);
 	if (parse_sanitize(p, &s, &len) < 0)
 		return 0;
-	return GEN(p, yajl_gen_string(p->g, s, len));
+	return gen_string(p, s, len);
 }
 
 static void
 parse_record_begin(struct parse *p)
 {
-	yajl_gen_clear(p->g);
-	yajl_gen_reset(p->g, NULL);
+	p->raw.len = 0;
+	p->gdepth = 0;
+	p->gstate[0] = GEN_START;
 	p->vals.len = 0;
 	p->replaced = 0;
 	p->rec_error[0] = '\0';
@@ -350,14 +570,12 @@ static int
 parse_record_end(struct parse *p)
 {
 	struct record rec;
-	const unsigned char *buf;
-	size_t len;
 
-	yajl_gen_get_buf(p->g, &buf, &len);
 	memset(&rec, 0, sizeof rec);
 	rec.index = p->count;
-	rec.raw = (const char *)buf;
-	rec.raw_len = len;
+	/* raw is still NULL when nothing was written (a call too deep from its first byte) */
+	rec.raw = p->raw.data != NULL ? p->raw.data : "";
+	rec.raw_len = p->raw.len;
 	rec.replaced_chars = p->replaced;
 	rec.error = p->rec_error[0] != '\0' ? p->rec_error : NULL;
 	for (int f = 0; f < FIELD_COUNT; f++) {
@@ -393,7 +611,7 @@ cb_start_map(void *ctx)
 		p->cur_field = -1;
 	}
 	p->depth++;
-	return GEN(p, yajl_gen_map_open(p->g));
+	return gen_open(p, '{');
 }
 
 static int
@@ -402,7 +620,7 @@ cb_end_map(void *ctx)
 	struct parse *p = ctx;
 
 	p->depth--;
-	if (!GEN(p, yajl_gen_map_close(p->g)))
+	if (!gen_close(p, '}'))
 		return 0;
 	if (p->depth == DEPTH_PAGE)
 		return parse_record_end(p);
@@ -426,7 +644,7 @@ cb_start_array(void *ctx)
 		p->cur_field = -1;
 	}
 	p->depth++;
-	return GEN(p, yajl_gen_array_open(p->g));
+	return gen_open(p, '[');
 }
 
 static int
@@ -440,7 +658,7 @@ cb_end_array(void *ctx)
 		return 1;
 	}
 	p->cur_field = -1;
-	return GEN(p, yajl_gen_array_close(p->g));
+	return gen_close(p, ']');
 }
 
 static const yajl_callbacks callbacks = {
@@ -465,7 +683,6 @@ parse_open(struct parse *p)
 	p->fed = 0;
 	p->cur_field = -1;
 	p->err[0] = '\0';
-	p->esc.in_str = 0;
 	p->esc.npend = 0;
 	p->h = yajl_alloc(&callbacks, NULL, p);
 	if (p->h == NULL)
@@ -491,9 +708,9 @@ parse_new(size_t max_record_bytes, parse_record_cb cb, void *arg)
 	/* one value is at most a record; a replaced string at most three times that */
 	buf_init(&p->vals, max_record_bytes + 1);
 	buf_init(&p->scratch, 3 * max_record_bytes + 3);
-	buf_init(&p->filtered, PARSE_SLICE + sizeof p->esc.pend);
-	p->g = yajl_gen_alloc(NULL);
-	if (p->g == NULL || parse_open(p) < 0) {
+	/* an escape may take raw a few bytes and the string's rest past the cap before it fails */
+	buf_init(&p->raw, 2 * max_record_bytes + 16);
+	if (parse_open(p) < 0) {
 		parse_free(p);
 		return NULL;
 	}
@@ -538,9 +755,11 @@ parse_yajl_error(struct parse *p, const unsigned char *buf, size_t len)
 /*
  * yajl decodes a high-surrogate escape that no low one follows wrongly:
  * "\ud800" becomes '?', and "\ud800\u0041" one wrong character that eats
- * the 'A'. This filter in front of yajl rewrites such an escape to "\u0000"
+ * the 'A'. The filter in front of yajl rewrites such an escape to "\u0000"
  * (same length), which parse_sanitize then turns into U+FFFD like any NUL,
- * and counts. Escapes stay pending across chunk boundaries.
+ * and counts. It looks only at backslashes (outside a string one is an
+ * error whatever follows it) and hands yajl the input itself between them;
+ * an escape cut by the end of a chunk waits in esc.pend for the next one.
  */
 static int
 hex4(const char *h)
@@ -561,92 +780,71 @@ is_hex(char c)
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-static void
-esc_emit(struct parse *p, const char *b, size_t n)
-{
-	/* room was reserved for the whole chunk and a pending escape */
-	memcpy(p->filtered.data + p->filtered.len, b, n);
-	p->filtered.len += n;
-}
+enum esc_verdict {
+	ESC_MORE,   /* n bytes do not tell yet */
+	ESC_PASS,   /* the first *used bytes go to yajl as they are */
+	ESC_LONE,   /* the first 6 bytes are a lone high surrogate: rewrite them */
+};
 
-static void
-esc_lone_high(struct parse *p)
+/* Decides on the escape at s (s[0] is a backslash) from the n bytes known of it. */
+static enum esc_verdict
+esc_decide(const char *s, size_t n, size_t *used)
 {
-	memcpy(p->esc.pend + 2, "0000", 4);
-	esc_emit(p, p->esc.pend, 6);
-}
+	size_t i;
+	int v;
 
-/* Decides on a complete \uXXXX in pend[0..5]: pass it on, or wait for a low one. */
-static void
-esc_first_done(struct parse *p)
-{
-	int v = hex4(p->esc.pend + 2);
-
-	if (v < 0xD800 || v > 0xDBFF) {
-		esc_emit(p, p->esc.pend, 6);
-		p->esc.npend = 0;
+	if (n < 2)
+		return ESC_MORE;
+	if (s[1] != 'u') {
+		*used = 2;
+		return ESC_PASS;
 	}
-}
-
-static void
-esc_byte(struct parse *p, char c)
-{
-	char *pd = p->esc.pend;
-	int n;
-
-	if (p->esc.npend == 0) {
-		if (!p->esc.in_str) {
-			if (c == '"')
-				p->esc.in_str = 1;
-			esc_emit(p, &c, 1);
-		} else if (c == '\\') {
-			pd[0] = c;
-			p->esc.npend = 1;
-		} else {
-			if (c == '"')
-				p->esc.in_str = 0;
-			esc_emit(p, &c, 1);
-		}
-		return;
-	}
-	n = p->esc.npend;
-	pd[p->esc.npend++] = c;
-	if ((n == 1 && c != 'u') || ((n >= 2 && n <= 5) && !is_hex(c)) ||
-	    ((n >= 8 && n <= 11) && !is_hex(c))) {
-		/* a simple escape, or one yajl will refuse: pass it on as it is */
-		esc_emit(p, pd, (size_t)p->esc.npend);
-		p->esc.npend = 0;
-	} else if (n == 5) {
-		esc_first_done(p);
-	} else if (n == 6 && c != '\\') {
-		/* a lone high surrogate before something else: that byte goes on alone */
-		esc_lone_high(p);
-		p->esc.npend = 0;
-		esc_byte(p, c);
-	} else if (n == 7 && c != 'u') {
-		esc_lone_high(p);
-		esc_emit(p, pd + 6, 2);
-		p->esc.npend = 0;
-	} else if (n == 11) {
-		int v = hex4(pd + 8);
-		if (v >= 0xDC00 && v <= 0xDFFF) {
-			esc_emit(p, pd, 12);
-			p->esc.npend = 0;
-		} else {
-			/* the first is lone; the second is decided on afresh */
-			esc_lone_high(p);
-			memmove(pd, pd + 6, 6);
-			p->esc.npend = 6;
-			esc_first_done(p);
+	/* malformed escapes pass: yajl refuses them */
+	for (i = 2; i < 6; i++) {
+		if (i >= n)
+			return ESC_MORE;
+		if (!is_hex(s[i])) {
+			*used = i + 1;
+			return ESC_PASS;
 		}
 	}
+	v = hex4(s + 2);
+	*used = 6;
+	if (v < 0xD800 || v > 0xDBFF)
+		return ESC_PASS;
+	if (n < 7)
+		return ESC_MORE;
+	if (s[6] != '\\')
+		return ESC_LONE;
+	if (n < 8)
+		return ESC_MORE;
+	if (s[7] != 'u')
+		return ESC_LONE;
+	for (i = 8; i < 12; i++) {
+		if (i >= n)
+			return ESC_MORE;
+		if (!is_hex(s[i])) {
+			*used = i + 1;
+			return ESC_PASS;
+		}
+	}
+	v = hex4(s + 8);
+	if (v >= 0xDC00 && v <= 0xDFFF) {
+		*used = 12;
+		return ESC_PASS;
+	}
+	/* the first is lone; the second is decided on afresh */
+	return ESC_LONE;
 }
 
 static int
 parse_yajl(struct parse *p, const unsigned char *buf, size_t len)
 {
-	yajl_status st = yajl_parse(p->h, buf, len);
+	yajl_status st;
 
+	if (len == 0)
+		return 0;
+	st = yajl_parse(p->h, buf, len);
 	if (st == yajl_status_error)
 		parse_yajl_error(p, buf, len);
 	if (p->failed)
@@ -655,35 +853,85 @@ parse_yajl(struct parse *p, const unsigned char *buf, size_t len)
 	return 0;
 }
 
+/* Hands yajl the escape at s, rewritten when it is a lone high surrogate. */
+static int
+esc_feed(struct parse *p, const char *s, enum esc_verdict v, size_t used)
+{
+	char lone[6];
+
+	if (v == ESC_PASS)
+		return parse_yajl(p, (const unsigned char *)s, used);
+	memcpy(lone, s, 2);
+	memcpy(lone + 2, "0000", 4);
+	return parse_yajl(p, (const unsigned char *)lone, sizeof lone);
+}
+
+/* Takes one more byte of an escape cut by a chunk's end, and hands on what is decided. */
+static int
+esc_pend_byte(struct parse *p, char c)
+{
+	char *pd = p->esc.pend;
+	enum esc_verdict v;
+	size_t used, j;
+
+	pd[p->esc.npend++] = c;
+	while (p->esc.npend > 0) {
+		if (pd[0] != '\\') {
+			/* bytes after a decided escape, up to the next backslash */
+			for (j = 1; j < p->esc.npend && pd[j] != '\\'; j++)
+				;
+			if (parse_yajl(p, (const unsigned char *)pd, j) < 0)
+				return -1;
+			used = j;
+		} else if ((v = esc_decide(pd, p->esc.npend, &used)) == ESC_MORE) {
+			return 0;
+		} else if (esc_feed(p, pd, v, used) < 0) {
+			return -1;
+		}
+		memmove(pd, pd + used, p->esc.npend - used);
+		p->esc.npend -= used;
+	}
+	return 0;
+}
+
 int
 parse_feed(struct parse *p, const void *buf, size_t len)
 {
 	const char *in = buf;
+	size_t i = 0, run;
 
 	if (p->failed)
 		return -1;
-	/* in slices, so the filter's buffer stays small whatever the caller hands over */
-	for (size_t off = 0; off < len; off += PARSE_SLICE) {
-		size_t n = len - off < PARSE_SLICE ? len - off : PARSE_SLICE;
-		p->filtered.len = 0;
-		if (buf_reserve(&p->filtered, n + sizeof p->esc.pend) < 0)
-			return parse_fail(p, "out of memory"), -1;
-		for (size_t i = 0; i < n;) {
-			/* most bytes are neither a quote nor a backslash: pass runs of them on */
-			if (p->esc.npend == 0) {
-				size_t j = i;
-				while (j < n && in[off + j] != '"' && in[off + j] != '\\')
-					j++;
-				esc_emit(p, in + off + i, j - i);
-				if ((i = j) == n)
-					break;
-			}
-			esc_byte(p, in[off + i++]);
-		}
-		if (parse_yajl(p, (const unsigned char *)p->filtered.data, p->filtered.len) < 0)
+	while (p->esc.npend > 0 && i < len)
+		if (esc_pend_byte(p, in[i++]) < 0)
 			return -1;
+	/* in[run..i) is passed on as it is, in one piece up to the next rewrite */
+	run = i;
+	while (i < len) {
+		const char *bs = memchr(in + i, '\\', len - i);
+		enum esc_verdict v;
+		size_t k, used;
+
+		if (bs == NULL)
+			break;
+		k = (size_t)(bs - in);
+		v = esc_decide(in + k, len - k, &used);
+		if (v == ESC_PASS) {
+			i = k + used;
+			continue;
+		}
+		if (parse_yajl(p, (const unsigned char *)in + run, k - run) < 0)
+			return -1;
+		if (v == ESC_MORE) {
+			memcpy(p->esc.pend, in + k, len - k);
+			p->esc.npend = len - k;
+			return 0;
+		}
+		if (esc_feed(p, in + k, v, used) < 0)
+			return -1;
+		i = run = k + 6;
 	}
-	return 0;
+	return parse_yajl(p, (const unsigned char *)in + run, len - run);
 }
 
 int
@@ -693,7 +941,7 @@ parse_finish(struct parse *p)
 		return -1;
 	/* an escape still pending at the end: the body is cut anyway; let yajl say so */
 	if (p->esc.npend > 0 && parse_yajl(p, (const unsigned char *)p->esc.pend,
-	    (size_t)p->esc.npend) < 0)
+	    p->esc.npend) < 0)
 		return -1;
 	p->esc.npend = 0;
 	if (p->fed == 0)
@@ -739,10 +987,8 @@ parse_free(struct parse *p)
 		return;
 	if (p->h != NULL)
 		yajl_free(p->h);
-	if (p->g != NULL)
-		yajl_gen_free(p->g);
 	buf_free(&p->vals);
 	buf_free(&p->scratch);
-	buf_free(&p->filtered);
+	buf_free(&p->raw);
 	free(p);
 }

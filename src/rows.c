@@ -82,29 +82,56 @@ rows_free(struct rows *r)
 	free(r);
 }
 
+/* What a byte becomes in COPY text: 0 = itself, else the letter after its backslash. */
+static const char copy_escape[256] = {
+	['\\'] = '\\', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't',
+};
+
+/* Length of the prefix of s holding no byte COPY escapes, eight bytes at a time, then one by one. */
+static size_t
+copy_plain_run(const unsigned char *s, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t v, bs;
+		memcpy(&v, s + i, 8);
+		bs = v ^ (ones * '\\');
+		/* a byte below 0x0E (tab, newline, return among them) or a backslash: look closer */
+		if ((((v - ones * 0x0E) & ~v) | ((bs - ones) & ~bs)) & highs)
+			break;
+	}
+	while (i < n && copy_escape[s[i]] == 0)
+		i++;
+	return i;
+}
+
 /* Appends s as one COPY text field (escaped), or \N when s is NULL. */
 static int
 copy_field(struct rows *r, const char *s, size_t len, int last)
 {
 	size_t worst = (s != NULL ? len * 2 : 2) + 1;
+	const unsigned char *u = (const unsigned char *)s;
 	char *o;
 
-	if (buf_reserve(&r->copy, worst) < 0)
+	if (worst > r->copy.cap - r->copy.len && buf_reserve(&r->copy, worst) < 0)
 		return -1;
 	o = r->copy.data + r->copy.len;
 	if (s == NULL) {
 		*o++ = '\\';
 		*o++ = 'N';
 	} else {
-		for (size_t i = 0; i < len; i++) {
-			char c = s[i];
-			switch (c) {
-			case '\\': *o++ = '\\'; *o++ = '\\'; break;
-			case '\n': *o++ = '\\'; *o++ = 'n'; break;
-			case '\r': *o++ = '\\'; *o++ = 'r'; break;
-			case '\t': *o++ = '\\'; *o++ = 't'; break;
-			default: *o++ = c;
-			}
+		/* runs of plain bytes are copied whole: most values hold no byte to escape */
+		for (size_t i = 0; i < len;) {
+			size_t j = i + copy_plain_run(u + i, len - i);
+			memcpy(o, s + i, j - i);
+			o += j - i;
+			if (j == len)
+				break;
+			*o++ = '\\';
+			*o++ = copy_escape[u[j]];
+			i = j + 1;
 		}
 	}
 	*o++ = last ? '\n' : '\t';
@@ -224,6 +251,22 @@ rows_format_timestamp(int64_t usec, char *buf, size_t buflen)
 
 static int rows_facts_room(struct rows *r);
 
+/* Writes n in decimal (not terminated) and returns its length: snprintf costs more than a row's typing. */
+static size_t
+rows_utoa(uint64_t n, char *out)
+{
+	char tmp[24];
+	size_t len = 0;
+
+	do {
+		tmp[len++] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n > 0);
+	for (size_t i = 0; i < len; i++)
+		out[i] = tmp[len - 1 - i];
+	return len;
+}
+
 static const char *
 rows_id_of(const struct rows *r, size_t i)
 {
@@ -316,13 +359,17 @@ rows_add(struct rows *r, const struct record *rec)
 	size_t mark_copy = r->copy.len, mark_ids = r->ids.len;
 	unsigned mark_warnings = r->warnings;
 	char seq[24], id[512];
+	size_t idcut, seqlen;
 	struct row_facts *fx;
 	int64_t started = ROWS_NO_TIME, ts;
 
 	if (idv->type != JSON_STRING || idv->len == 0 || memchr(idv->text, '\0', idv->len))
 		return rows_reject(r, rec, "call #%u of the page has no string \"id\"",
 		    rec->index + 1);
-	snprintf(id, sizeof id, "%.*s", utf8_cut(idv->text, idv->len, 100), idv->text);
+	/* for messages only: at most 100 bytes, cut on a character */
+	idcut = (size_t)utf8_cut(idv->text, idv->len, 100);
+	memcpy(id, idv->text, idcut);
+	id[idcut] = '\0';
 	if (rec->error != NULL)
 		return rows_reject(r, rec, "call %s cannot be stored: %s", id, rec->error);
 	if (idset_has(&r->id_index, r->ids.data, idv->text, idv->len))
@@ -343,8 +390,8 @@ rows_add(struct rows *r, const struct record *rec)
 		    rec->replaced_chars);
 	}
 
-	snprintf(seq, sizeof seq, "%u", rec->index);
-	if (copy_field(r, seq, strlen(seq), 0) < 0)
+	seqlen = rows_utoa(rec->index, seq);
+	if (copy_field(r, seq, seqlen, 0) < 0)
 		goto full;
 	for (int f = 0; f < FIELD_COUNT; f++) {
 		const struct field_value *v = &rec->f[f];

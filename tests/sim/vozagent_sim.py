@@ -20,7 +20,9 @@ Control interface (no auth, JSON in and out; errors are 400 {"error": ...})
   GET  /_control/state            {"order", "count", "in_progress", "newest_started_at",
                                    "generation", "config", "requests", "max_in_flight"
                                    (most /v1/ requests answered at once since the last
-                                   requests/clear), "mutator", "faults"}
+                                   requests/clear), "mutator", "faults", "connections"}
+                                  connections: TCP connections accepted so far (control
+                                  ones included; a request's "conn" tells API ones apart)
   POST /_control/add              {"count": N [, "in_progress": 0.3]}  N calls after the newest
                                   {"late": N, "within_seconds": S}     N calls started up to S s
                                                                        before the newest one
@@ -40,8 +42,11 @@ Control interface (no auth, JSON in and out; errors are 400 {"error": ...})
                                   "write_size": N (bytes per body piece),
                                   "transfer": "length|chunked", "token": "...",
                                   "repeat_last_page": true|false,
-                                  "wrap_around": true|false}
+                                  "wrap_around": true|false,
+                                  "gzip": true|false (default false)}
                                   -> {"config": {...}}
+                                  gzip: 200 pages go gzip-compressed (Content-Encoding) to a
+                                  request whose Accept-Encoding lists gzip
                                   repeat_last_page: a misbehaving API (or a cache in front
                                   of it): a page that would be short - any offset near or
                                   past the end - answers with the last full page of the list
@@ -54,7 +59,9 @@ Control interface (no auth, JSON in and out; errors are 400 {"error": ...})
   GET  /_control/requests         -> {"requests": [{"seq", "time", "method", "path",
                                   "params", "limit", "offset", "status", "returned",
                                   "auth", "client", "fault", "fault_source", "fault_spec",
-                                  "fault_outcome", "elapsed_ms"}, ...]}
+                                  "fault_outcome", "elapsed_ms", "conn", "encoding"}, ...]}
+                                  conn: which TCP connection (1, 2, ... in accept order)
+                                  carried it; encoding: "gzip" when the page went compressed
                                   (every request to /v1/..., oldest first; status null when
                                   a fault sent no answer; fault = the fault kind or null)
   POST /_control/requests/clear   -> {"cleared": N}
@@ -157,6 +164,10 @@ Fault injection (issue 4)
       huge                     200: a valid array bigger than "bytes" (64 MiB): the page
                                (limit - 1 records at most) plus a record with a huge
                                "padding" string, generated as sent
+      gzip_bomb                200 gzip-encoded (whatever the request accepts): the page
+                               (limit - 1 records at most), then whitespace up to "bytes"
+                               (64 MiB) once inflated, then "]": a valid page of a few
+                               KiB on the wire that only a cap on inflated bytes refuses
       bad_records              200: the page plus a record without id (first), one with a
                                numeric id (middle) and a copy of the page's first record
                                (last): 3 more records than the page (on a full page
@@ -197,6 +208,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -977,14 +989,15 @@ class Mutator:
 STATUS_FAULTS = {"400": 400, "401": 401, "403": 403, "429": 429, "500": 500, "502": 502,
                  "503": 503, "504": 504, "echo_headers": 502}
 BODY_FAULTS = ("html", "json_error", "invalid_json", "not_objects", "huge", "bad_records",
-               "nul", "oversize")
+               "nul", "oversize", "gzip_bomb")
 WIRE_FAULTS = ("reset", "hang", "slow", "cut")
 FAULT_KINDS = tuple(STATUS_FAULTS) + WIRE_FAULTS + BODY_FAULTS
 # The faults a retry gets past: the default "kinds" of a random fault rate.
 DEFAULT_RANDOM_FAULTS = ("429", "500", "502", "503", "504", "reset", "cut", "html",
                          "json_error", "invalid_json", "not_objects")
 # Fault kinds whose answer carries (part of) the real page.
-PAGE_FAULTS = ("slow", "cut", "huge", "bad_records", "nul", "invalid_json", "oversize")
+PAGE_FAULTS = ("slow", "cut", "huge", "bad_records", "nul", "invalid_json", "oversize",
+               "gzip_bomb")
 
 # Parameters of each fault kind: name -> (default, check).
 _pos_int = (lambda v: _is_int(v) and v >= 1)
@@ -1002,6 +1015,7 @@ FAULT_PARAMS = {
             "transfer": (None, lambda v: v in (None, "length", "chunked"))},
     "huge": {"bytes": (64 << 20, _pos_int),
              "transfer": (None, lambda v: v in (None, "length", "chunked"))},
+    "gzip_bomb": {"bytes": (64 << 20, _pos_int)},
     "bad_records": {"tag": (None, lambda v: v is None or isinstance(v, str))},
     "oversize": {"factor": (3, lambda v: _is_int(v) and 2 <= v <= 1000)},
     "nul": {"string_bytes": (1 << 20, _pos_int),
@@ -1167,12 +1181,13 @@ class Sim:
         self.cfg_lock = threading.Lock()
         self.config = {"order": args.order, "delay_ms": 0, "chunk_delay_ms": 0,
                        "write_size": 4096, "transfer": "length", "token": args.token,
-                       "repeat_last_page": False, "wrap_around": False}
+                       "repeat_last_page": False, "wrap_around": False, "gzip": False}
         self.log_lock = threading.Lock()
         self.requests = []
         self.in_flight = 0           # /v1/ requests being answered now (under log_lock)
         self.max_in_flight = 0       # the most at once since the last requests/clear
         self.seq = 0
+        self.connections = 0        # TCP connections accepted, for keep-alive checks
         self.quiet = args.quiet
 
     def cfg(self):
@@ -1189,6 +1204,7 @@ class Sim:
             "token": lambda v: isinstance(v, str) and v != "",
             "repeat_last_page": lambda v: isinstance(v, bool),
             "wrap_around": lambda v: isinstance(v, bool),
+            "gzip": lambda v: isinstance(v, bool),
         }
         for k, v in body.items():
             if k not in checks:
@@ -1244,6 +1260,9 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         # Many small writes: do not let Nagle + delayed ACK stall each page by 40 ms.
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.sim.log_lock:
+            self.sim.connections += 1
+            self.conn_id = self.sim.connections
 
     @property
     def sim(self):
@@ -1282,14 +1301,27 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest("body must be a JSON object")
         return body
 
+    def _gzip_ok(self, cfg):
+        """Is a 200 page sent gzip-compressed: the config says so and the client accepts it."""
+        acc = self.headers.get("Accept-Encoding") or ""
+        return cfg["gzip"] and any(x.split(";")[0].strip().lower() == "gzip"
+                                   for x in acc.split(","))
+
     def _stream(self, pieces, cfg):
-        """Send a 200 JSON body in several writes, as Content-Length or chunked."""
+        """Send a 200 JSON body in several writes, as Content-Length or chunked (gzip-compressed
+        when config gzip is on and the request accepts it)."""
         data = "".join(pieces).encode("utf-8")
+        gz = self._gzip_ok(cfg)
+        if gz:
+            c = zlib.compressobj(6, zlib.DEFLATED, 31)
+            data = c.compress(data) + c.flush()
         size = cfg["write_size"]
         delay = cfg["chunk_delay_ms"] / 1000.0
         chunked = cfg["transfer"] == "chunked"
         self.send_response(200)
         self.send_header("Content-Type", "application/json; charset=utf-8")
+        if gz:
+            self.send_header("Content-Encoding", "gzip")
         if chunked:
             self.send_header("Transfer-Encoding", "chunked")
         else:
@@ -1354,7 +1386,8 @@ class Handler(BaseHTTPRequestHandler):
                  "limit": None, "offset": None, "status": None, "returned": None,
                  "auth": None, "client": "%s:%d" % self.client_address[:2], "fault": None,
                  "fault_source": None, "fault_spec": None, "fault_outcome": None,
-                 "elapsed_ms": None}
+                 "elapsed_ms": None, "conn": self.conn_id,
+                 "encoding": "gzip" if self._gzip_ok(cfg) else None}
         try:
             pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
         except ValueError:
@@ -1373,7 +1406,7 @@ class Handler(BaseHTTPRequestHandler):
                 n = entry["limit"]
                 if fault is not None and fault["kind"] == "oversize":
                     n *= fault["factor"]
-                elif fault is not None and fault["kind"] in ("invalid_json", "huge"):
+                elif fault is not None and fault["kind"] in ("invalid_json", "huge", "gzip_bomb"):
                     n = max(0, n - 1)       # their extra record keeps the answer within limit
                 texts = store.page(cfg["order"], entry["offset"], n, page, cfg["repeat_last_page"],
                                    cfg["wrap_around"])
@@ -1430,6 +1463,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, "[1, 2, 3]\n")
         elif kind == "huge":
             out = self._huge(texts, spec, cfg)
+        elif kind == "gzip_bomb":
+            out = self._gzip_bomb(texts, spec)
         elif kind == "bad_records":
             out = self._bad_records(texts, cfg, spec["tag"])
         elif kind == "oversize":
@@ -1607,6 +1642,35 @@ class Handler(BaseHTTPRequestHandler):
             return "client went away after %d of %d bytes" % (sent, total)
         return "sent %d bytes" % total
 
+    def _gzip_bomb(self, texts, spec):
+        """A small gzip body that inflates past spec["bytes"]: the page's records, then
+        whitespace, then "]" - valid JSON with every record whole, so only a cap counted
+        after decompression refuses it. Sent gzip-encoded whatever the request accepts."""
+        head = ("[\n" + ",\n".join(texts)).encode("utf-8")
+        tail = b"\n]\n"
+        pad = max(0, spec["bytes"] + 1 - len(head) - len(tail))
+        c = zlib.compressobj(9, zlib.DEFLATED, 31)
+        parts = [c.compress(head)]
+        block = b" " * (1 << 20)
+        left = pad
+        while left > 0:
+            parts.append(c.compress(block[:min(left, len(block))]))
+            left -= len(block)
+        parts.append(c.compress(tail))
+        parts.append(c.flush())
+        data = b"".join(parts)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True
+            return "client went away (%d compressed bytes)" % len(data)
+        return "%d compressed bytes, %d inflated" % (len(data), len(head) + pad + len(tail))
+
     def _bad_records(self, texts, cfg, tag=None):
         """The real page plus: a record without an id (first), one with a numeric id (middle),
         and a second copy of the page's first record (last). tag: put in the first two."""
@@ -1687,9 +1751,11 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if method == "GET" and what == "state":
                 st = store.state()
+                with sim.log_lock:
+                    conns = sim.connections
                 st.update(order=sim.cfg()["order"], config=_public_cfg(sim.cfg()),
-                          requests=len(sim.requests), max_in_flight=sim.max_in_flight,
-                          mutator=sim.mutator.summary(),
+                          connections=conns, max_in_flight=sim.max_in_flight,
+                          requests=len(sim.requests), mutator=sim.mutator.summary(),
                           faults=sim.faults.summary())
                 return self._json(200, st)
             if method == "GET" and what == "config":
