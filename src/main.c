@@ -214,6 +214,8 @@ run_loop(struct app *a)
 		.max_body_bytes = (size_t)a->cfg.max_body_bytes,
 		/* config allowed http:// only for loopback or allow_insecure_http */
 		.allow_http = strncmp(a->cfg.api_url, "http://", 7) == 0,
+		/* one kept-alive connection per page in flight */
+		.max_connections = a->cfg.concurrency,
 	};
 	struct fetch *fetch;
 	struct sync *sync;

@@ -65,6 +65,7 @@ struct sync {
 	void *done_arg;
 	int64_t run_id;
 	int64_t requests_base;         /* the pager's count when the pass began */
+	long connections_base;         /* fetch's count of connections opened, likewise */
 	struct store_stats stats;      /* as committed */
 	struct sync_state state;       /* the cursor as committed (or loaded) */
 	int backfill_failed;           /* auto mode: the last backfill pass failed */
@@ -499,6 +500,7 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	}
 	memset(&s->stats, 0, sizeof s->stats);
 	s->requests_base = pager_requests(s->pager);
+	s->connections_base = fetch_connections(s->fetch);
 	now_us = now_usec();
 	/*
 	 * Late arrivals are defined against the newest call already mirrored,
@@ -1058,10 +1060,12 @@ on_idle_done(void *arg)
 	if (!s->running)
 		return;
 	s->stats.requests = sync_requests(s);
-	log_info("run %" PRId64 ": done: %" PRId64 " requests, %" PRId64 " calls seen, %" PRId64
-	    " new, %" PRId64 " changed, %" PRId64 " marked deleted, %" PRId64 " warnings, %" PRId64
-	    " rejected", s->run_id, s->stats.requests, s->stats.records_seen, s->stats.inserted,
-	    s->stats.updated, s->stats.marked_deleted, s->stats.warnings, s->stats.rejected);
+	log_info("run %" PRId64 ": done: %" PRId64 " requests over %ld new connections, %" PRId64
+	    " calls seen, %" PRId64 " new, %" PRId64 " changed, %" PRId64 " marked deleted, %"
+	    PRId64 " warnings, %" PRId64 " rejected", s->run_id, s->stats.requests,
+	    fetch_connections(s->fetch) - s->connections_base, s->stats.records_seen,
+	    s->stats.inserted, s->stats.updated, s->stats.marked_deleted, s->stats.warnings,
+	    s->stats.rejected);
 	sync_finish(s, SYNC_OK, NULL);
 }
 
