@@ -29,9 +29,11 @@
 #             serves, next to how fast the daemon consumes
 #
 # and prints one Markdown table per scenario, of medians: time, records/s,
-# ratio to COPY, speed-up over the script, peak RSS (GNU time), requests and
-# 429s (the server's counters); with --rate also the share of the allowed rate
-# used (successful requests / (time x R)) and the share answered 429.
+# ratio to COPY, speed-up over the script, peak RSS and CPU time (GNU time),
+# the server's CPU time meanwhile (/proc), requests and 429s (the server's
+# counters); with --rate also the share of the allowed rate used (successful
+# requests / (time x R)) and the share answered 429. Below it: the server's
+# pages/s (fastget) and its CPU per page, next to the daemon's pages/s.
 # The first round also checks that the daemon stored exactly the rows of the
 # COPY file (typed columns and raw), so the comparison is like for like.
 #
@@ -198,13 +200,21 @@ print(s["requests"], s["rate_limited"])'
 # ---- measuring ----
 
 now_us() { echo "${EPOCHREALTIME/./}"; }
+CLK_TCK=$(getconf CLK_TCK)
+# the server's CPU time so far (utime + stime), in ticks
+api_ticks() {
+	local f
+	read -r -a f <<<"$(sed 's/.*) //' "/proc/$API_PID/stat")"
+	echo $((f[11] + f[12]))
+}
 
 # run_measured NAME CMD...: runs CMD under GNU time; sets M_WALL_S, M_RSS_KIB, M_CPU_S,
-# M_REQ, M_429 (the server's counters' deltas)
+# M_REQ, M_429 (the server's counters' deltas), M_API_CPU_S (the server's CPU meanwhile)
 run_measured() {
-	local name=$1 t0 t1 rc=0 u s r0 l0 r1 l1
+	local name=$1 t0 t1 rc=0 u s r0 l0 r1 l1 a0 a1
 	shift
 	read -r r0 l0 < <(api_counters)
+	a0=$(api_ticks)
 	t0=$(now_us)
 	/usr/bin/time -f '%M %U %S' -o "$WORK/time.out" "$@" >"$WORK/log/$name.log" 2>&1 || rc=$?
 	t1=$(now_us)
@@ -212,7 +222,9 @@ run_measured() {
 		tail -n 30 "$WORK/log/$name.log" >&2
 		die "$name failed (exit $rc): $*"
 	fi
+	a1=$(api_ticks)
 	read -r r1 l1 < <(api_counters)
+	M_API_CPU_S=$(awk -v t=$((a1 - a0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
 	read -r M_RSS_KIB u s <"$WORK/time.out"
 	M_CPU_S=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
 	M_WALL_S=$(awk -v w=$((t1 - t0)) 'BEGIN { printf "%.4f", w / 1e6 }')
@@ -222,8 +234,8 @@ run_measured() {
 
 # record SCENARIO ROUND NAME [ROWS_WRITTEN]
 record() {
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$M_WALL_S" "$M_RSS_KIB" \
-		"$M_CPU_S" "$M_REQ" "$M_429" "${4:--}" >>"$WORK/results.tsv"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$M_WALL_S" "$M_RSS_KIB" \
+		"$M_CPU_S" "$M_REQ" "$M_429" "${4:--}" "$M_API_CPU_S" >>"$WORK/results.tsv"
 }
 
 # A backend's statistics reach pg_stat_user_tables when it exits: wait for it.
@@ -315,10 +327,14 @@ run_copy() { # SCENARIO ROUND
 }
 
 run_serve() { # SCENARIO ROUND
-	local out
+	local out a0 a1
+	a0=$(api_ticks)
 	out=$("$FASTGET" --url "$API_URL/v1" --key "$KEY" --calls "$N" --concurrency "${CONC:-8}") ||
 		die "fastget failed"
-	printf '%s\t%s\tserve\t%s\n' "$1" "$2" "$out" >>"$WORK/serve.tsv"
+	a1=$(api_ticks)
+	printf '%s\t%s\tserve\t%s server_cpu_s=%s\n' "$1" "$2" "$out" \
+		"$(awk -v t=$((a1 - a0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')" \
+		>>"$WORK/serve.tsv"
 }
 
 # scenario N L R: one table
@@ -369,16 +385,17 @@ echo "bench_fast: $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$REPO" rev-parse -
 	"$(git -C "$REPO" diff --quiet 2>/dev/null || echo '(modified)'), PostgreSQL $PG_VERSION (fsync on)," \
 	"$(nproc) CPUs, load $LOAD_BEFORE before, $LOAD_AFTER after; $REPS round(s), medians;" \
 	"$(awk -v t=$((T1 - T0)) 'BEGIN { printf "%.0f", t / 1e6 }') s in all"
-python3 - "$WORK/results.tsv" "$WORK/serve.tsv" "$WORK/scenarios.tsv" <<'PY'
+python3 - "$WORK/results.tsv" "$WORK/serve.tsv" "$WORK/scenarios.tsv" "${CONC:-8}" <<'PY'
 import statistics
 import sys
 
+conc = sys.argv.pop()
 res, serve, scen = ([l.rstrip("\n").split("\t") for l in open(p) if l.strip()] for p in sys.argv[1:])
 med = statistics.median
 
 
 def col(name, runs, k):
-    idx = {"wall": 3, "rss": 4, "cpu": 5, "req": 6, "r429": 7, "rows": 8}[k]
+    idx = {"wall": 3, "rss": 4, "cpu": 5, "req": 6, "r429": 7, "rows": 8, "api": 9}[k]
     return [float(r[idx]) for r in runs if r[2] == name and r[idx] != "-"]
 
 
@@ -390,7 +407,8 @@ for name, n, lat, rate in scen:
     print()
     print("### %s (%d round%s)" % (name, rounds, "" if rounds == 1 else "s"))
     print()
-    hdr = "| run | time s | records/s | / COPY time | speed-up over script | peak RSS MB | CPU s | requests | 429s |"
+    hdr = ("| run | time s | records/s | / COPY time | speed-up over script | peak RSS MB | CPU s |"
+           " server CPU s | requests | 429s |")
     extra = rate > 0
     if extra:
         hdr += " rate used | answered 429 |"
@@ -409,7 +427,7 @@ for name, n, lat, rate in scen:
         ratio = "%.2fx" % (t / w["copy"]) if k != "once" else "-"
         speed = "%.1fx" % (w["script"] / t) if k not in ("once", "copy") else "-"
         cells = [label, "%.2f" % t, rec, ratio, speed, "%.1f" % rss,
-                 "%.2f" % med(col(k, runs, "cpu")),
+                 "%.2f" % med(col(k, runs, "cpu")), "%.2f" % med(col(k, runs, "api")),
                  "%.0f" % med(req) if k != "copy" else "-",
                  "%.0f" % med(lim) if k != "copy" else "-"]
         if extra:
@@ -431,8 +449,12 @@ for name, n, lat, rate in scen:
         d_pps = med([(q - l) / t for q, l, t in zip(col("backfill", runs, "req"),
                                                     col("backfill", runs, "r429"),
                                                     col("backfill", runs, "wall"))])
-        print("- the server serves %.0f pages/s (%.0f MB/s, fastget); the daemon's backfill "
-              "consumes %.0f pages/s: the server is %.1fx faster" % (pps, mbs, d_pps, pps / d_pps))
+        cap = med([float(s["pages"]) / max(float(s["server_cpu_s"]), 0.01) for s in sv])
+        print("- the server serves %.0f pages/s to fastget (%.0f MB/s, %s connections; client and"
+              " server share the CPUs), using %.0f us of CPU per page (%.0f pages per CPU-second);"
+              " the daemon's backfill consumes %.0f pages/s: the server is %.1fx faster"
+              " (%.0fx by its CPU)" % (pps, mbs, conc, 1e6 / cap, cap, d_pps, pps / d_pps,
+                                       cap / d_pps))
     else:
         print("- server speed not measured (latency or rate limit: the server is slow on purpose)")
 PY
