@@ -1166,11 +1166,18 @@ lookup(const char *v, const char *const *names_, int n)
 	return -1;
 }
 
-/* The query string's parameters, checked as the simulator checks them; NULL or the error. */
-static const char *
-parse_query(const struct dataset *ds, const char *qs, size_t len, struct query *q)
+static int
+query_error(char *err, size_t errlen, const char *msg)
 {
-	static char msg[128];
+	snprintf(err, errlen, "%s", msg);
+	return -1;
+}
+
+/* The query string's parameters, checked as the simulator checks them: 0, or -1 and why in err. */
+static int
+parse_query(const struct dataset *ds, const char *qs, size_t len, struct query *q, char *err,
+    size_t errlen)
+{
 	static const char *const known[] = { "limit", "offset", "status", "call_type",
 		"contact_id", "assistant_id" };
 	bool seen[NELEM(known)] = { false };
@@ -1193,32 +1200,32 @@ parse_query(const struct dataset *ds, const char *qs, size_t len, struct query *
 		}
 		if (url_decode(p, (size_t)((eq ? eq : amp) - p), k, sizeof k) < 0 ||
 		    url_decode(eq ? eq + 1 : amp, eq ? (size_t)(amp - eq - 1) : 0, v, sizeof v) < 0)
-			return "a query parameter is too long";
+			return query_error(err, errlen, "a query parameter is too long");
 		p = amp + 1;
 		if ((which = lookup(k, known, NELEM(known))) < 0)
 			continue;           /* unknown parameters are ignored */
 		if (seen[which]) {
-			snprintf(msg, sizeof msg, "parameter %s given more than once", k);
-			return msg;
+			snprintf(err, errlen, "parameter %s given more than once", k);
+			return -1;
 		}
 		seen[which] = true;
 		switch (which) {
 		case 0:
 			if (parse_count(v, &n) < 0 || n > MAX_LIMIT)
-				return "limit must be an integer between 0 and 100";
+				return query_error(err, errlen, "limit must be an integer between 0 and 100");
 			q->limit = (size_t)n;
 			break;
 		case 1:
 			if (parse_count(v, &q->offset) < 0)
-				return "offset must be a non-negative integer";
+				return query_error(err, errlen, "offset must be a non-negative integer");
 			break;
 		case 2:
 			if ((q->status = lookup(v, status_names, 3)) < 0)
-				return "status must be one of completed, in-progress, failed";
+				return query_error(err, errlen, "status must be one of completed, in-progress, failed");
 			break;
 		case 3:
 			if ((q->type = lookup(v, type_names, 2)) < 0)
-				return "call_type must be one of inbound, outbound";
+				return query_error(err, errlen, "call_type must be one of inbound, outbound");
 			break;
 		case 4:
 			q->contact = -2;
@@ -1234,7 +1241,7 @@ parse_query(const struct dataset *ds, const char *qs, size_t len, struct query *
 			break;
 		}
 	}
-	return NULL;
+	return 0;
 }
 
 /* Whether a request may pass the rate limit now (one token each). */
@@ -1302,7 +1309,7 @@ answer(struct conn *c, const char *head, size_t headlen)
 	const char *sp1 = memchr(head, ' ', headlen), *sp2, *qm, *v;
 	size_t pathlen, vlen, keylen = strlen(s->key);
 	struct query q;
-	const char *bad;
+	char bad[160];
 
 	sp2 = sp1 ? memchr(sp1 + 1, ' ', headlen - (size_t)(sp1 + 1 - head)) : NULL;
 	if (sp1 == NULL || sp2 == NULL) {
@@ -1348,11 +1355,9 @@ answer(struct conn *c, const char *head, size_t headlen)
 		answer_error(c, 429, "rate_limited", "rate limit exceeded", "Retry-After: 1\r\n");
 		return;
 	}
-	bad = parse_query(&s->ds, qm ? qm + 1 : sp2, qm ? (size_t)(sp2 - qm - 1) : 0, &q);
-	if (bad != NULL) {
-		char msg[160];
-		snprintf(msg, sizeof msg, "%s", bad);
-		answer_error(c, 400, msg, NULL, NULL);
+	if (parse_query(&s->ds, qm ? qm + 1 : sp2, qm ? (size_t)(sp2 - qm - 1) : 0, &q, bad,
+	    sizeof bad) < 0) {
+		answer_error(c, 400, bad, NULL, NULL);
 		return;
 	}
 	answer_page(c, &q);
