@@ -28,7 +28,8 @@
 #             C keep-alive connections, bodies dropped: how fast the server
 #             serves, next to how fast the daemon consumes
 #
-# and prints one Markdown table per scenario, of medians: time, records/s,
+# and prints one Markdown table per scenario, of medians (ratios: taken within
+# each round, then their median): time, records/s,
 # ratio to COPY, speed-up over the script, peak RSS and CPU time (GNU time),
 # the server's CPU time meanwhile (/proc), requests and 429s (the server's
 # counters); with --rate also the share of the allowed rate used (successful
@@ -394,9 +395,17 @@ res, serve, scen = ([l.rstrip("\n").split("\t") for l in open(p) if l.strip()] f
 med = statistics.median
 
 
+IDX = {"wall": 3, "rss": 4, "cpu": 5, "req": 6, "r429": 7, "rows": 8, "api": 9}
+
+
 def col(name, runs, k):
-    idx = {"wall": 3, "rss": 4, "cpu": 5, "req": 6, "r429": 7, "rows": 8, "api": 9}[k]
-    return [float(r[idx]) for r in runs if r[2] == name and r[idx] != "-"]
+    return [float(r[IDX[k]]) for r in runs if r[2] == name and r[IDX[k]] != "-"]
+
+
+def ratio(runs, a, b):
+    """median over the rounds of a's wall time / b's in the same round"""
+    by = {(r[1], r[2]): float(r[IDX["wall"]]) for r in runs}
+    return med([by[(rd, a)] / by[(rd, b)] for rd, name in by if name == a and (rd, b) in by])
 
 
 for name, n, lat, rate in scen:
@@ -424,9 +433,9 @@ for name, n, lat, rate in scen:
         req = col(k, runs, "req")
         lim = col(k, runs, "r429")
         rec = "%.0f" % (n / t) if k != "once" else "-"
-        ratio = "%.2fx" % (t / w["copy"]) if k != "once" else "-"
-        speed = "%.1fx" % (w["script"] / t) if k not in ("once", "copy") else "-"
-        cells = [label, "%.2f" % t, rec, ratio, speed, "%.1f" % rss,
+        vs_copy = "%.2fx" % ratio(runs, k, "copy") if k != "once" else "-"
+        speed = "%.1fx" % ratio(runs, "script", k) if k not in ("once", "copy") else "-"
+        cells = [label, "%.2f" % t, rec, vs_copy, speed, "%.1f" % rss,
                  "%.2f" % med(col(k, runs, "cpu")), "%.2f" % med(col(k, runs, "api")),
                  "%.0f" % med(req) if k != "copy" else "-",
                  "%.0f" % med(lim) if k != "copy" else "-"]
@@ -441,7 +450,7 @@ for name, n, lat, rate in scen:
     rows = col("resync", runs, "rows")
     print()
     print("- full resync / first backfill: %.2fx; rows of vozagent.calls written by the resync: %s"
-          % (w["resync"] / w["backfill"], ", ".join("%d" % x for x in rows)))
+          % (ratio(runs, "resync", "backfill"), ", ".join("%d" % x for x in rows)))
     sv = [dict(kv.split("=") for kv in r[3].split()) for r in serve if r[0] == name]
     if sv:
         pps = med([float(s["pages_per_s"]) for s in sv])
