@@ -5,12 +5,14 @@
 
 Pages through API_URL/calls one request at a time on one keep-alive
 connection and upserts each page into TABLE (default naive_calls, shaped
-like vozagent.calls) with one psycopg2 execute_values, committing per page.
+like vozagent.calls) with one psycopg2 execute_values, committing per page;
+a 429 waits for its Retry-After and asks again.
 Needs Debian's python3-psycopg2 (hence /usr/bin/python3).
 """
 import http.client
 import json
 import sys
+import time
 import urllib.parse
 
 import psycopg2
@@ -43,6 +45,9 @@ def main(api_url, key, dsn, table="naive_calls"):
                      headers={"Authorization": "Bearer " + key})
         resp = api.getresponse()
         body = resp.read()
+        if resp.status == 429:      # rate limited: wait as told, ask again
+            time.sleep(float(resp.getheader("Retry-After", "1")))
+            continue
         if resp.status != 200:
             sys.exit("HTTP %d at offset %d: %s" % (resp.status, offset, body[:200]))
         page = json.loads(body)
