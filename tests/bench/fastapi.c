@@ -12,7 +12,8 @@
  *
  *   fastapi [--calls N] [--seed S] [--port P] [--port-file FILE] [--key K]
  *           [--order oldest_first|newest_first] [--latency-ms L] [--rate R]
- *           [--in-progress-recent N] [--in-progress-stuck M] [--dump-copy FILE]
+ *           [--in-progress-recent N] [--in-progress-stuck M] [--newest-at SECONDS]
+ *           [--dump-copy FILE]
  *
  * --port 0 (the default) takes a free port; the port is printed on stdout as
  * the first line, and written to --port-file (atomically) when given.
@@ -27,7 +28,9 @@
  * Calls are deterministic for (seed, position): ids, contacts, fields,
  * extras and formatting (a quarter of records ASCII-escaped with spaces, the
  * rest compact UTF-8) follow the simulator's generator in kind and share,
- * not draw for draw. call_started_at ascends with the position; calls that
+ * not draw for draw. call_started_at ascends with the position up to the
+ * newest call, which started at --newest-at (seconds since the epoch; by
+ * default yesterday 00:00 UTC, so no call is in the future); calls that
  * start together are listed by id, as the simulator lists them.
  */
 #include <arpa/inet.h>
@@ -40,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -337,7 +341,7 @@ struct typed {
 struct dataset {
 	uint64_t seed;
 	size_t n;
-	int64_t base_us;
+	int64_t newest_us;        /* when the newest call started */
 	char contacts[NCONTACTS][24];
 	char assistants[NASSISTANTS][20];
 	int64_t *start;           /* by position */
@@ -377,10 +381,11 @@ fmt_ts(int64_t us, enum ts_style style, char *out, size_t outlen)
 
 	if (style == TS_OFFSET)
 		shift = us % 2 ? 2 * 3600 : -(5 * 3600 + 30 * 60);
-	secs = us / 1000000 + shift;
-	frac = us % 1000000;
-	days = secs / 86400;
-	rem = secs % 86400;
+	/* floor division: a call before 1970 keeps a positive time of day */
+	frac = ((us % 1000000) + 1000000) % 1000000;
+	secs = (us - frac) / 1000000 + shift;
+	rem = ((secs % 86400) + 86400) % 86400;
+	days = (secs - rem) / 86400;
 	civil(days, &y, &m, &d);
 	if (frac != 0 && frac % 1000 == 0)
 		snprintf(fr, sizeof fr, ".%03" PRId64, frac / 1000);
@@ -793,7 +798,6 @@ dataset_build(struct dataset *ds, size_t recent, size_t stuck, char *err, size_t
 	size_t n = ds->n;
 
 	rng_init(&r, ds->seed, 0, 0);
-	ds->base_us = (INT64_C(1704096000) + rng_int(&r, 0, 300) * 86400) * 1000000; /* 2024-01-01 08:00Z */
 	for (int i = 0; i < NCONTACTS; i++) {
 		char a[9], b[5], c[5], d[5];
 		rng_hex(&r, a, 8), rng_hex(&r, b, 4), rng_hex(&r, c, 4), rng_hex(&r, d, 4);
@@ -819,11 +823,19 @@ dataset_build(struct dataset *ds, size_t recent, size_t stuck, char *err, size_t
 		snprintf(err, errlen, "out of memory for %zu calls", n);
 		goto fail;
 	}
+	/*
+	 * The newest call started at newest_us, the others before it: a real call
+	 * log ends in the past. (The simulator counts forward from 2024 instead,
+	 * which puts calls in the future from ~80000 calls on, and the daemon
+	 * does not take a call from the future for the newest one it mirrored.)
+	 */
 	for (size_t p = 0; p < n; p++) {
-		ds->start[p] = p == 0 ? ds->base_us : ds->start[p - 1] + gen_gap(ds->seed, p - 1);
+		ds->start[p] = p == 0 ? 0 : ds->start[p - 1] + gen_gap(ds->seed, p - 1);
 		gen_id(ds->seed, p, ids[p]);
 		ds->order[p] = p;
 	}
+	for (size_t p = 0; p < n; p++)
+		ds->start[p] += ds->newest_us - ds->start[n - 1];
 	dataset_in_progress(ds, recent, stuck);
 
 	/* calls that start together are listed by id */
@@ -1539,7 +1551,7 @@ usage(void)
 	fprintf(stderr, "usage: fastapi [--calls N] [--seed S] [--port P] [--port-file FILE]"
 	    " [--key K]\n               [--order oldest_first|newest_first] [--latency-ms L]"
 	    " [--rate R]\n               [--in-progress-recent N] [--in-progress-stuck M]"
-	    " [--dump-copy FILE]\n");
+	    " [--newest-at SECONDS]\n               [--dump-copy FILE]\n");
 	exit(64);
 }
 
@@ -1578,6 +1590,7 @@ main(int argc, char **argv)
 	static struct server s;
 	const char *port_file = NULL, *dump = NULL;
 	uint64_t port = 0, recent = 200, stuck = 10;
+	int64_t newest_at = ((int64_t)time(NULL) / 86400 - 1) * 86400;    /* yesterday, 00:00Z */
 	struct sockaddr_in addr;
 	struct sockaddr_storage bound;
 	int namelen = sizeof bound, rc;
@@ -1599,6 +1612,8 @@ main(int argc, char **argv)
 			s.latency_ms = opt_count(o, v);
 		else if (strcmp(o, "--rate") == 0)
 			s.rate = (double)opt_count(o, v);
+		else if (strcmp(o, "--newest-at") == 0)
+			newest_at = (int64_t)opt_count(o, v);
 		else if (strcmp(o, "--in-progress-recent") == 0)
 			recent = opt_count(o, v);
 		else if (strcmp(o, "--in-progress-stuck") == 0)
@@ -1620,6 +1635,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "fastapi: --port must be 0-65535\n");
 		return 64;
 	}
+	s.ds.newest_us = newest_at * 1000000;
 	if (dataset_build(&s.ds, (size_t)recent, (size_t)stuck, err, sizeof err) < 0 ||
 	    (dump != NULL && dataset_dump_copy(&s.ds, dump, err, sizeof err) < 0)) {
 		fprintf(stderr, "fastapi: %s\n", err);

@@ -7,7 +7,8 @@ A benchmark against a server that lists calls wrongly measures nothing, so
 this checks, against a small data set, in both orders: every page parses,
 ids are unique, the list is ordered by call_started_at (ties by id); each
 documented filter gives exactly the calls of the whole list that match it,
-at any offset; errors (400, 401, 404, 405, 429 with Retry-After) are
+at any offset; no call starts in the future, however long the history;
+errors (400, 401, 404, 405, 429 with Retry-After) are
 answered as calls.md expects; the records use the same fields with the same
 JSON types as the simulator's generator; and --dump-copy holds exactly the
 typed columns and the record of every listed call. Exit status 0 when all
@@ -22,6 +23,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -201,6 +203,18 @@ def main():
         newest = check_list(srv, "newest_first", n)
         check(newest == calls[::-1], "newest_first is not oldest_first reversed")
         check_filters(srv, newest)
+        srv.stop()
+
+        # a long history still ends in the past: at the default, and at --newest-at
+        srv = Server(a.fastapi, "--calls", "200000")
+        last = srv.page("limit=1&offset=199999")
+        check(sim.parse_ts(last[0]["call_started_at"]) <= time.time() * 1e6,
+              "the newest of 200000 calls starts in the future: %s" % last[0]["call_started_at"])
+        srv.stop()
+        srv = Server(a.fastapi, "--calls", "1000", "--newest-at", "1767225600")
+        last = srv.page("limit=1&offset=999")
+        check(sim.parse_ts(last[0]["call_started_at"]) == 1767225600 * 10**6,
+              "--newest-at: the newest call starts at %s" % last[0]["call_started_at"])
         srv.stop()
 
         # a burst of 3: the 4th request in the same instant is limited
