@@ -986,6 +986,7 @@ struct conn {
 	struct ob out;            /* the answer being delayed or written */
 	bool busy;                /* an answer is pending: the next request waits */
 	bool close_after;
+	bool reading;             /* paused while the head buffer is full of pipelined requests */
 	bool closing;
 	int open_handles;
 };
@@ -998,6 +999,7 @@ struct query {
 };
 
 static void conn_process(struct conn *c);
+static void conn_resume(struct conn *c);
 
 static void
 on_conn_closed(uv_handle_t *h)
@@ -1387,6 +1389,7 @@ on_written(uv_write_t *req, int status)
 		return;
 	}
 	conn_process(c);
+	conn_resume(c);
 }
 
 static void
@@ -1482,11 +1485,21 @@ on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 		return;
 	}
 	c->in_len += (size_t)nread;
-	if (c->in_len >= REQ_MAX && c->busy)
+	if (c->in_len >= REQ_MAX && c->busy) {
 		uv_read_stop(st);       /* a pipelining client waits for its answers */
+		c->reading = false;
+	}
 	conn_process(c);
-	if (!c->closing && c->in_len < REQ_MAX && !uv_is_active((uv_handle_t *)st))
-		uv_read_start(st, on_alloc, on_read);
+	conn_resume(c);
+}
+
+/* Reads again once answers have made room in the head buffer. */
+static void
+conn_resume(struct conn *c)
+{
+	if (!c->closing && !c->reading && c->in_len < REQ_MAX &&
+	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+		c->reading = true;
 }
 
 static void
@@ -1513,20 +1526,20 @@ on_connection(uv_stream_t *listener, int status)
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	s->c.connections++;
-	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	conn_resume(c);
 }
 
+/* Closes every handle: a connection with its timer, then the listener and the signals. */
 static void
-on_walk_close(uv_handle_t *h, void *arg)
+on_walk_close(uv_handle_t *h, void *server)
 {
-	(void)arg;
 	if (uv_is_closing(h))
 		return;
-	if (h->type == UV_TCP && h->data != NULL && h->data != arg) {
-		conn_close(h->data);    /* closes its timer too */
+	if (h->type == UV_TCP && h->data != server) {
+		conn_close(h->data);
 		return;
 	}
-	if (h->type != UV_TIMER || h->data == NULL)
+	if (h->type != UV_TIMER)
 		uv_close(h, NULL);
 }
 

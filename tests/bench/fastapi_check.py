@@ -8,7 +8,8 @@ this checks, against a small data set, in both orders: every page parses,
 ids are unique, the list is ordered by call_started_at (ties by id); each
 documented filter gives exactly the calls of the whole list that match it,
 at any offset; no call starts in the future, however long the history;
-errors (400, 401, 404, 405, 429 with Retry-After) are
+pipelined requests are all answered; errors (400, 401, 404, 405, 429 with
+Retry-After) are
 answered as calls.md expects; the records use the same fields with the same
 JSON types as the simulator's generator; and --dump-copy holds exactly the
 typed columns and the record of every listed call. Exit status 0 when all
@@ -20,6 +21,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -145,6 +147,26 @@ def check_errors(srv):
     check(len(srv.page("")) == sim.DEFAULT_LIMIT, "no limit is not %d calls" % sim.DEFAULT_LIMIT)
 
 
+def check_pipelined(srv, n=600):
+    """n requests in one write, more than the server's 16 KB head buffer: all answered, in order."""
+    req = b"GET /v1/calls?limit=1&offset=%d HTTP/1.1\r\nAuthorization: Bearer " + KEY.encode() + \
+        b"\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    s.sendall(b"".join(req % i for i in range(n)) + b"GET /stats HTTP/1.1\r\nConnection: close\r\n\r\n")
+    out = b""
+    try:
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            out += b
+    except socket.timeout:
+        pass
+    s.close()
+    check(out.count(b"HTTP/1.1 200") == n + 1,
+          "%d pipelined requests: %d answers" % (n + 1, out.count(b"HTTP/1.1 200")))
+
+
 def check_dump(path, calls):
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
@@ -182,6 +204,7 @@ def main():
         calls = check_list(srv, "oldest_first", n)
         check_filters(srv, calls)
         check_errors(srv)
+        check_pipelined(srv)
         check_dump(dump, calls)
         ref = sim.CallStore(1, n, {"recent": 300, "stuck": 5, "fraction": None})
         want = shapes(e.obj for e in ref.entries)
