@@ -67,7 +67,7 @@ PG_PORT=${VOZAGENT_PG_PORT:-54359}
 . "$REPO/scripts/lib/common.sh"
 
 usage() { # exit-status
-	sed -n '7,10p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2
+	sed -n '7,9p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2
 	exit "$1"
 }
 die() {
