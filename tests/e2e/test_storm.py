@@ -60,7 +60,9 @@ def storm(order, seed):
         c.sim.mutator(seed=seed, every=2, per=1,
                       kinds={"new": 1, "late": 1, "finish": 1, "delete": 1, "update_old": 1})
         c.sim.faults(rate=0.05, seed=seed)
-        c.sim.config(delay_ms=25)
+        # several pages in flight read the list fast: slow enough pages that most kills
+        # land mid-command
+        c.sim.config(delay_ms=100)
         killed = 0
         for i in range(KILLS):
             cmd = rng.choice(("backfill", "backfill", "once"))
@@ -80,7 +82,7 @@ def storm(order, seed):
         # slower pages, so the kill lands after the first page and long before the end
         c.sim.config(delay_ms=200)
         extra = leave_backfill_pending(c)
-        c.sim.config(delay_ms=25)
+        c.sim.config(delay_ms=100)
         rep = c.sim.mutator(off=True)
         offset = pending_offset(c)
         h.log("storm: %d of %d commands killed; %d mutations %s; backfill_offset %s (after "
