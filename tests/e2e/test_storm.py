@@ -62,7 +62,7 @@ def storm(order, seed):
         c.sim.faults(rate=0.05, seed=seed)
         # several pages in flight read the list fast: slow enough pages that most kills
         # land mid-command
-        c.sim.config(delay_ms=100)
+        c.sim.config(delay_ms=250)
         killed = 0
         for i in range(KILLS):
             cmd = rng.choice(("backfill", "backfill", "once"))
@@ -82,7 +82,7 @@ def storm(order, seed):
         # slower pages, so the kill lands after the first page and long before the end
         c.sim.config(delay_ms=200)
         extra = leave_backfill_pending(c)
-        c.sim.config(delay_ms=100)
+        c.sim.config(delay_ms=250)
         rep = c.sim.mutator(off=True)
         offset = pending_offset(c)
         h.log("storm: %d of %d commands killed; %d mutations %s; backfill_offset %s (after "
