@@ -17,6 +17,9 @@ import faultlib as fl
 import harness as h
 from harness import check
 
+# Counts requests and commits one by one: see harness.SEQUENTIAL.
+h.DEFAULT_ENV.update(h.SEQUENTIAL)
+
 CALLS, PAGE = 120, 20
 ENV = {"VOZAGENT_MAX_BODY_SIZE": "128k", "VOZAGENT_HTTP_TIMEOUT": "5s"}
 CAP = 128 * 1024
