@@ -5,7 +5,8 @@
 # BENCHMARKS.md, "Fast pipeline").
 #
 #   tests/bench/bench_fast.sh [--calls N] [--latency-ms L] [--rate R] [--reps K]
-#                             [--concurrency C] [--order oldest_first|newest_first]
+#                             [--concurrency C] [--batch-rows B]
+#                             [--order oldest_first|newest_first]
 #                             [--scenarios all] [--no-build] [--keep]
 #
 # It builds the release binaries in build-bench/ (vozagent-sync, fastapi,
@@ -38,8 +39,8 @@
 # The first round also checks that the daemon stored exactly the rows of the
 # COPY file (typed columns and raw), so the comparison is like for like.
 #
-# --concurrency C writes "concurrency = C" into the daemon's config (only when
-# given: a daemon without the key refuses it). --scenarios all runs the four
+# --concurrency C and --batch-rows B write "concurrency = C" and "batch_rows = B"
+# into the daemon's config (only when given). --scenarios all runs the four
 # scenarios of the issue one after the other: N=100000 and N=1000000 with no
 # latency, N=20000 at 50 ms per request, N=20000 behind 25 requests/s.
 # Exit status 0 when every run succeeded and mirrored every call.
@@ -57,6 +58,7 @@ LATENCY=0
 RATE=0
 REPS=3
 CONC=
+BATCH=
 ORDER=oldest_first
 SCENARIOS=
 BUILD_IT=1
@@ -67,7 +69,7 @@ PG_PORT=${VOZAGENT_PG_PORT:-54359}
 . "$REPO/scripts/lib/common.sh"
 
 usage() { # exit-status
-	sed -n '7,9p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2
+	sed -n '7,10p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2
 	exit "$1"
 }
 die() {
@@ -84,6 +86,7 @@ while [ $# -gt 0 ]; do
 	--rate) RATE=${2:-}; shift ;;
 	--reps) REPS=${2:-}; shift ;;
 	--concurrency) CONC=${2:-}; shift ;;
+	--batch-rows) BATCH=${2:-}; shift ;;
 	--order) ORDER=${2:-}; shift ;;
 	--scenarios) SCENARIOS=${2:-}; shift ;;
 	--no-build) BUILD_IT=0 ;;
@@ -98,6 +101,7 @@ is_count "$CALLS" || die "--calls must be a positive integer"
 [ "$RATE" = 0 ] || is_count "$RATE" || die "--rate must be a non-negative integer"
 is_count "$REPS" || die "--reps must be a positive integer"
 [ -z "$CONC" ] || is_count "$CONC" || die "--concurrency must be a positive integer"
+[ -z "${BATCH:-}" ] || is_count "$BATCH" || die "--batch-rows must be a positive integer"
 case $ORDER in oldest_first | newest_first) ;; *) die "--order is oldest_first or newest_first" ;; esac
 case $SCENARIOS in "" | all) ;; *) die "--scenarios takes only 'all'" ;; esac
 
@@ -257,6 +261,7 @@ calls_written() { # db: n_tup_ins + n_tup_upd of vozagent.calls so far
 
 printf 'page_size = 100\n' >"$WORK/daemon.conf"
 [ -z "$CONC" ] || printf 'concurrency = %s\n' "$CONC" >>"$WORK/daemon.conf"
+[ -z "${BATCH:-}" ] || printf 'batch_rows = %s\n' "$BATCH" >>"$WORK/daemon.conf"
 daemon() { # DB COMMAND: sets DAEMON, the command line
 	DAEMON=(env "VOZAGENT_API_URL=$API_URL/v1" "VOZAGENT_API_TOKEN=$KEY"
 		"VOZAGENT_DATABASE_URL=$(db_url "$1")" VOZAGENT_SOURCE=bench
@@ -343,7 +348,7 @@ scenario() {
 	local name r limit="no rate limit"
 	N=$1
 	[ "$3" = 0 ] || limit="rate limit $3 requests/s"
-	name="N=$1, latency $2 ms, $limit, concurrency ${CONC:-default}, $ORDER"
+	name="N=$1, latency $2 ms, $limit, concurrency ${CONC:-default}, batch_rows ${BATCH:-default}, $ORDER"
 	note "==> $name: generating"
 	start_api "$1" "$2" "$3"
 	for ((r = 1; r <= REPS; r++)); do
