@@ -30,8 +30,8 @@ pace_rate(const struct pace *p, uint64_t now)
 	if (p->rate <= 0)
 		return 0;
 	grown = p->rate * (1.0 + PACE_RATE_GROWTH * (double)(now - p->rate_since) / 1000.0);
-	/* one more than the learnt rate is where the next 429 is expected: no need to go beyond */
-	return grown > p->rate * 2 ? p->rate * 2 : grown;
+	/* twice the learnt rate without a 429 (100 s): the limit has gone, forget it */
+	return grown >= p->rate * 2 ? 0 : grown;
 }
 
 uint64_t

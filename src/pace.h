@@ -23,7 +23,8 @@
  * burst of them). A 429 also stops every new request for its Retry-After,
  * and, when the API had let at least PACE_MIN_SAMPLES requests through in
  * the second before, from then on requests are spaced just under that
- * rate, growing back slowly. Times are milliseconds of any monotonic
+ * rate, growing back slowly; once it has doubled without a 429 (100 s) it
+ * is forgotten. Times are milliseconds of any monotonic
  * clock.
  */
 struct pace {

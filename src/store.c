@@ -96,7 +96,7 @@ static const struct {
 	 * Times travel as exact microseconds since the epoch. The run's counters
 	 * ($17 = run id, $18-$26) ride along: a failed compare-and-set rolls them back.
 	 */
-	[STMT_STATE_SAVE] = { "state_save", 26,
+	[STMT_STATE_SAVE] = { "state_save", 27,
 	    "WITH run AS (UPDATE vozagent.sync_runs SET requests = $18, pages = $19,"
 	    "  records_seen = $20, inserted = $21, updated = $22, rejected = $23, warnings = $24,"
 	    "  marked_deleted = $25, drift_rereads = $26 WHERE id = $17)"
@@ -124,7 +124,13 @@ static const struct {
 	    " WHERE s.newest_started_at IS NOT DISTINCT FROM " STORE_USEC("$10")
 	    "  AND s.window_base_at IS NOT DISTINCT FROM " STORE_USEC("$11")
 	    "  AND s.backfill_offset IS NOT DISTINCT FROM $12::bigint"
-	    "  AND s.backfill_run_id IS NOT DISTINCT FROM $13::bigint" },
+	    "  AND s.backfill_run_id IS NOT DISTINCT FROM $13::bigint"
+	    /*
+	     * and the run's pages as this process last committed them (the CTE's
+	     * update is not visible here): a commit whose answer was lost moved
+	     * them on even where it left the cursor as it was
+	     */
+	    "  AND (SELECT r.pages FROM vozagent.sync_runs r WHERE r.id = $17) = $27::bigint" },
 	[STMT_PING] = { "ping", 0, "SELECT 1" },
 	/* calls dated more than a day ahead are not a cursor (see sync.c) */
 	[STMT_NEWEST_MIRRORED] = { "newest_mirrored", 1,
@@ -1011,13 +1017,13 @@ store_save_state(struct store *s, const struct store_page *page,
     const struct sync_state *expect, const struct sync_state *st,
     const struct store_stats *stats)
 {
-	char num[10][24];
+	char num[11][24];
 	struct run_params rp;
 	PGresult *res;
 
 	run_params_fill(&rp, page->run_id, stats);
 	{
-		const char *params[16 + RUN_NUMS] = { page->source, st->api_order,
+		const char *params[16 + RUN_NUMS + 1] = { page->source, st->api_order,
 			param_int64(num[0], 24, st->newest_started_at, ROWS_NO_TIME),
 			param_int64(num[1], 24, st->window_offset, -1),
 			param_int64(num[2], 24, st->backfill_offset, -1),
@@ -1031,6 +1037,7 @@ store_save_state(struct store *s, const struct store_page *page,
 			param_int64(num[9], 24, st->backfill_wrap_to, -1), st->refusal,
 			st->refuse_now ? "true" : "false" };
 		memcpy(&params[16], rp.p, RUN_NUMS * sizeof rp.p[0]);
+		params[16 + RUN_NUMS] = param_int64(num[10], 24, page->expect_pages, -1);
 		res = store_run(s, STMT_STATE_SAVE, params, PGRES_COMMAND_OK);
 	}
 	if (res == NULL)

@@ -69,6 +69,7 @@ struct store_page {
 	int64_t run_id;
 	struct rows *rows;        /* a batch of one or more pages; NULL: the cursor alone */
 	int64_t backfill_gen;     /* a backfill pass: remember the ids as seen by it; -1 = not */
+	int64_t expect_pages;     /* the run's pages as last committed: part of the compare-and-set */
 };
 
 /*

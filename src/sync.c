@@ -42,6 +42,7 @@ enum sync_then {
  * connection takes the scan back here, to read its pages again.
  */
 struct sync_snap {
+	bool ok;                       /* false: memory ran out copying the anchor */
 	struct cursor cur;
 	struct anchor *anchor;
 	bool start_keys_set;
@@ -96,6 +97,7 @@ struct sync {
 	struct sync_snap at_commit;    /* the scan as of the last commit that went through */
 	struct sync_snap in_flight;    /* the scan as of the commit in flight */
 	bool holding;                  /* a full batch waits for the writer: no next page yet */
+	bool complete;                 /* the pass's last commit went through */
 	enum sync_then then;
 	enum scan_kind then_scan;
 	int64_t then_offset;
@@ -307,8 +309,10 @@ sync_finish(struct sync *s, enum sync_result res, const char *fmt, ...)
 void
 sync_stop(struct sync *s)
 {
+	/* stopped while the requests past the end of a list come back: nothing was lost */
 	if (s->running)
-		sync_end(s, "interrupted", "stopped by a signal");
+		sync_end(s, s->complete ? "ok" : "interrupted", s->complete ? NULL :
+		    "stopped by a signal");
 }
 
 /* Appends "&key=escaped(value)" to url: 0, or -1 past its cap. */
@@ -376,25 +380,26 @@ static void
 sync_snap_take(struct sync *s, struct sync_snap *snap)
 {
 	snap->cur = s->cur;
-	/* out of memory: the copy is empty, and a page read again after a loss then joins anything */
-	if (anchor_copy(snap->anchor, s->anchor) < 0)
-		log_warnx("out of memory keeping the scan's last pages");
+	/* without the anchor a page read again after a loss would join without proof */
+	snap->ok = anchor_copy(snap->anchor, s->anchor) == 0;
 	snap->start_keys_set = s->start_keys_set;
 	snap->tracked = track_count(s->track);
 	snap->pending = s->pending;
 }
 
-static void
+/* 0, or -1 when the scan cannot go back there (memory ran out): the pass must end. */
+static int
 sync_snap_restore(struct sync *s, const struct sync_snap *snap)
 {
+	if (!snap->ok || anchor_copy(s->anchor, snap->anchor) < 0)
+		return -1;
 	s->cur = snap->cur;
-	if (anchor_copy(s->anchor, snap->anchor) < 0)
-		log_warnx("out of memory restoring the scan's last pages");
 	s->start_keys_set = snap->start_keys_set;
 	track_truncate(s->track, snap->tracked);
 	s->pending = snap->pending;
 	/* the calls read since may sit anywhere when they are read again */
 	revisit_reset(s->revisit);
+	return 0;
 }
 
 /* Nothing decided waits: both batches empty, the counters handed over. */
@@ -500,6 +505,7 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	}
 	memset(&s->stats, 0, sizeof s->stats);
 	s->requests_base = pager_requests(s->pager);
+	s->complete = false;
 	s->connections_base = fetch_connections(s->fetch);
 	now_us = now_usec();
 	/*
@@ -626,6 +632,7 @@ sync_commit(struct sync *s, struct sync_state *next, struct store_stats *stats)
 		.run_id = s->run_id,
 		.rows = NULL,
 		.backfill_gen = s->mode == SYNC_BACKFILL ? s->run_id : -1,
+		.expect_pages = s->stats.pages,
 	};
 
 	stats->requests = sync_requests(s);
@@ -721,6 +728,7 @@ sync_submit(struct sync *s)
 		.rows = rows_count(batch) > 0 || rows_rejects(batch) > 0 ? batch : NULL,
 		/* a backfill reconciles against the calls its own pass read, no others */
 		.backfill_gen = s->mode == SYNC_BACKFILL ? s->run_id : -1,
+		.expect_pages = s->stats.pages,
 	};
 	struct store_stats stats = s->stats;
 
@@ -806,8 +814,13 @@ on_committed(void *arg, int rc, const struct store_stats *stats)
 	if (rc < 0) {
 		/* back to the last commit that went through, and read from there again */
 		pager_stop(s->pager);
-		sync_snap_restore(s, &s->at_commit);
 		sync_batches_drop(s);
+		if (sync_snap_restore(s, &s->at_commit) < 0) {
+			sync_finish(s, SYNC_ERR_STORE, "writing the pages from offset %" PRId64 " failed "
+			    "(%s), and memory ran out going back to the last commit",
+			    s->cur.offset, store_errmsg(s->store));
+			return;
+		}
 		/* what the scan decided after that commit is decided again as its pages come back */
 		s->then = THEN_NOTHING;
 		if (sync_db_lost(s, REDO_SCAN))
@@ -1114,6 +1127,7 @@ sync_next_scan(struct sync *s)
 	stats = s->stats;
 	if (sync_commit(s, &next, &stats) < 0)
 		return;
+	s->complete = true;
 	/* the pages asked for past the end of a list are answered first, so each is counted */
 	pager_when_idle(s->pager, on_idle_done);
 }

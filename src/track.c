@@ -55,6 +55,9 @@ track_truncate(struct track *t, size_t n)
 {
 	while (t->ntracked > n)
 		free(t->tracked[--t->ntracked]);
+	/* the calls past the cap came from the pages forgotten too */
+	if (t->ntracked < t->max_tracked)
+		t->overflow = false;
 }
 
 void

@@ -131,7 +131,7 @@ main(int argc, char **argv)
 			next = st;
 			next.backfill_offset = offset;
 			next.backfill_run_id = run_id;
-			stats.pages++;
+			page.expect_pages = stats.pages++;
 			stats.records_seen += parse_records(p);
 			t0 = now_ms();
 			if (store_commit_page(s, &page, &st, &next, &stats) < 0)
@@ -147,6 +147,7 @@ main(int argc, char **argv)
 		next.backfill_offset = next.backfill_run_id = -1;
 		next.backfill_done = next.pass_done = 1;
 		page.rows = NULL;
+		page.expect_pages = stats.pages;
 		if (store_commit_page(s, &page, &st, &next, &stats) < 0)
 			die_store(s, "reconcile");
 		reconcile = now_ms() - t0;

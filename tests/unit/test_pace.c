@@ -83,8 +83,10 @@ test_rate_learnt_from_429(void)
 	ASSERT_TRUE(pace_wait(&p, now + 1100, 4) == UINT64_MAX);
 	/* ten seconds without a 429: ten per cent more */
 	ASSERT_TRUE(pace_rate(&p, now + 10000) > 26.0 && pace_rate(&p, now + 10000) < 26.2);
-	/* it never grows past twice what was learnt */
-	ASSERT_TRUE(pace_rate(&p, now + 10000000) < 47.6);
+	/* doubled without a 429 (100 s): the limit is forgotten, the spacing gone */
+	ASSERT_TRUE(pace_rate(&p, now + 99000) > 47.0);
+	ASSERT_TRUE(pace_rate(&p, now + 101000) == 0);
+	ASSERT_EQ_UINT(pace_wait(&p, now + 101000, 0), 0);
 }
 
 /* The other 429s of the same burst do not cut the rate again; a later one cuts it below. */
