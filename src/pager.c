@@ -21,7 +21,7 @@
  * time before it asks ahead: an incremental pass usually needs a page or
  * two, and requests past its end would be wasted.
  */
-#define PAGER_RAMP_AFTER 4
+#define PAGER_RAMP_AFTER 8
 
 enum slot_state {
 	SLOT_FREE,
