@@ -61,8 +61,9 @@ def gzip_bomb(order):
         c.expect_rc(r, 75, "backfill whose page 2 is a gzip bomb, five times")
         m = re.search(r"maxrss_kib=(\d+)", r.err)
         rss = int(m.group(1)) if m else None
-        check(rss is not None and rss < RSS_MAX_KIB, "peak RSS %s KiB while refusing a 64 MiB "
-              "bomb: the body was held in memory?" % rss)
+        # under ASan the daemon's RSS is mostly shadow memory: the plain tree checks it
+        check(rss is not None and (rss < RSS_MAX_KIB or os.environ.get("VOZAGENT_E2E_SANITIZED")),
+              "peak RSS %s KiB while refusing a 64 MiB bomb: the body was held in memory?" % rss)
         off = reqs[1]["offset"]
         check(len(reqs) == 6 and all(x["offset"] == off and x["fault"] == "gzip_bomb"
                                      for x in reqs[1:]),
