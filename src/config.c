@@ -49,7 +49,7 @@ static const struct key_def keys[] = {
 	{ "poll_interval", KEY_DURATION, OFF(poll_interval_ms), "60s", 0, 0 },
 	{ "page_size", KEY_INT, OFF(page_size), "100", 1, 100 },
 	{ "concurrency", KEY_INT, OFF(concurrency), "8", 1, 32 },
-	{ "batch_rows", KEY_INT, OFF(batch_rows), "5000", 1, 50000 },
+	{ "batch_rows", KEY_INT, OFF(batch_rows), "2000", 1, 50000 },
 	{ "batch_time", KEY_DURATION, OFF(batch_time_ms), "1s", 0, 0 },
 	{ "lookback", KEY_DURATION, OFF(lookback_ms), "2h", 0, 0 },
 	{ "http_timeout", KEY_DURATION, OFF(http_timeout_ms), "30s", 0, 0 },

@@ -23,7 +23,7 @@
 #define SYNC_DB_BACKOFF_CAP_MS 30000
 #define SYNC_MAX_TRACKED 200000               /* unfinished calls tracked in one pass */
 #define SYNC_URL_MAX (64 * 1024)              /* no server takes a longer request URL */
-#define SYNC_BATCH_BYTES (16u << 20)          /* a commit's COPY text, whatever batch_rows says */
+#define SYNC_BATCH_BYTES (4u << 20)           /* a commit's COPY text, whatever batch_rows says */
 
 /* What to do again once PostgreSQL is back. */
 enum db_redo { REDO_SCAN, REDO_NEXT_SCAN, REDO_RECONCILE };
