@@ -52,6 +52,9 @@ pace_started(struct pace *p, uint64_t now)
 
 	if (rate > 0)
 		p->next_at = from + (uint64_t)(1000.0 / rate);
+	if (!p->started)
+		p->first_at = now;
+	p->started = true;
 }
 
 void
@@ -123,10 +126,12 @@ pace_throttled(struct pace *p, uint64_t now, long retry_after_s)
 	/*
 	 * The API let `answered` requests through in the last second before it
 	 * said no: space requests a little under that. Fewer than a handful say
-	 * nothing of a rate (a 429 now and then): the pause alone answers them.
+	 * nothing of a rate (a 429 now and then), and neither does the first
+	 * second of requests, whose burst spends what an earlier client left of
+	 * the API's allowance: the pause alone answers them.
 	 * A second 429 in the same burst says no more than the first did.
 	 */
-	if (answered >= PACE_MIN_SAMPLES &&
+	if (answered >= PACE_MIN_SAMPLES && p->started && now >= p->first_at + PACE_BURST_MS &&
 	    (now >= p->rate_since + PACE_BURST_MS || p->rate <= 0)) {
 		double cur = pace_rate(p, now);
 		double next = answered * PACE_RATE_MARGIN;

@@ -22,7 +22,7 @@
  * window of successes and halves on a 429, a 5xx or a timeout (once per
  * burst of them). A 429 also stops every new request for its Retry-After,
  * and, when the API had let at least PACE_MIN_SAMPLES requests through in
- * the second before, from then on requests are spaced just under that
+ * the second before (and requests have been going for a second or more), from then on requests are spaced just under that
  * rate, growing back slowly; once it has doubled without a 429 (100 s) it
  * is forgotten. Times are milliseconds of any monotonic
  * clock.
@@ -36,6 +36,8 @@ struct pace {
 	uint64_t rate_since;      /* when rate was set: it grows from there */
 	uint64_t next_at;         /* the spacing's earliest start of the next request */
 	uint64_t ok_at[PACE_HISTORY]; /* when the last successes came, a ring */
+	bool started;             /* a request has been sent */
+	uint64_t first_at;        /* when the first was */
 	unsigned nok, ok_pos;
 };
 

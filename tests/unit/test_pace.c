@@ -62,6 +62,8 @@ test_rate_learnt_from_429(void)
 	uint64_t now = 10000, wait;
 
 	pace_init(&p, 8);
+	/* the pass has been sending for a while: its first second teaches nothing */
+	pace_started(&p, now - 5000);
 	for (int i = 0; i < 25; i++) {
 		ASSERT_EQ_UINT(pace_wait(&p, now, 0), 0);
 		pace_started(&p, now);
@@ -98,6 +100,7 @@ test_rate_cut_once_per_burst(void)
 	double r1;
 
 	pace_init(&p, 8);
+	pace_started(&p, now - 5000);
 	for (int i = 0; i < 10; i++)
 		pace_ok(&p, now - 900 + (uint64_t)i * 90);
 	pace_throttled(&p, now, 2);
@@ -138,6 +141,26 @@ test_429_without_history(void)
 	ASSERT_EQ_UINT(pace_throttled(&p, 100, 0), 0);
 }
 
+/* A 429 in the first second (a burst spending what another client left): pause, no rate. */
+static void
+test_no_rate_from_the_first_second(void)
+{
+	struct pace p;
+
+	pace_init(&p, 16);
+	pace_started(&p, 1000);
+	for (int i = 0; i < 12; i++)
+		pace_ok(&p, 1010 + (uint64_t)i);
+	ASSERT_EQ_UINT(pace_throttled(&p, 1100, 1), 1000);
+	ASSERT_TRUE(pace_rate(&p, 1100) == 0);
+	ASSERT_EQ_INT(pace_window(&p), 8);
+	/* a second later the API lets 25 through, then says no: that is a rate */
+	for (int i = 0; i < 25; i++)
+		pace_ok(&p, 2150 + (uint64_t)i * 4);
+	pace_throttled(&p, 2260, 1);
+	ASSERT_TRUE(pace_rate(&p, 2260) > 23.7 && pace_rate(&p, 2260) < 23.8);
+}
+
 static void
 test_backoff(void)
 {
@@ -157,6 +180,7 @@ static const struct test_case tests[] = {
 	TEST(test_rate_learnt_from_429),
 	TEST(test_rate_cut_once_per_burst),
 	TEST(test_429_without_history),
+	TEST(test_no_rate_from_the_first_second),
 	TEST(test_backoff),
 };
 
