@@ -59,7 +59,8 @@ srv_conn(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 	char req[8192];
-	size_t have = 0;
+	size_t have = 0, body_len;
+	char *body;
 
 	for (;;) {
 		ssize_t r = read(fd, req + have, sizeof req - 1 - have);
@@ -82,12 +83,20 @@ srv_conn(void *arg)
 		while (srv.reqs < srv.hold &&
 		    pthread_cond_timedwait(&srv.cv, &srv.mu, &until) == 0)
 			;
-		pthread_mutex_unlock(&srv.mu);
+		/* its own copy: the test may free the body while this thread still writes it */
+		body_len = srv.body_len;
+		body = malloc(body_len + 1);
+		if (body != NULL)
+			memcpy(body, srv.body, body_len);
 		n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 		    "%sContent-Length: %zu\r\n\r\n", srv.gzip ? "Content-Encoding: gzip\r\n" : "",
-		    srv.body_len);
+		    body_len);
+		pthread_mutex_unlock(&srv.mu);
+		if (body == NULL)
+			break;
 		srv_write(fd, head, (size_t)n);
-		srv_write(fd, srv.body, srv.body_len);
+		srv_write(fd, body, body_len);
+		free(body);
 	}
 	close(fd);
 	return NULL;
