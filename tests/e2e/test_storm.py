@@ -40,7 +40,8 @@ def leave_backfill_pending(c):
     for tries in range(5):
         if pending_offset(c) not in (None, 0):
             return tries
-        p = c.spawn("backfill")
+        # a commit per page (a batch holds one), so the kill can land after the first
+        p = c.spawn("backfill", env={"VOZAGENT_BATCH_ROWS": "1"})
         c.wait_for("a committed backfill page", lambda: p.poll() is not None or
                    pending_offset(c) not in (None, 0), timeout=60, interval=0.02)
         if p.poll() is None:
