@@ -1612,7 +1612,8 @@ main(int argc, char **argv)
 	s.ds.n = 1000;
 	s.ds.seed = 1;
 	s.key = "bench-token";
-	for (int i = 1; i < argc; i++) {
+	/* each option takes its value: two arguments a turn */
+	for (int i = 1; i < argc; i += 2) {
 		const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (strcmp(o, "--calls") == 0)
@@ -1642,7 +1643,6 @@ main(int argc, char **argv)
 			s.newest_first = v[0] == 'n';
 		else
 			usage();
-		i++;
 	}
 	if (port > 65535) {
 		fprintf(stderr, "fastapi: --port must be 0-65535\n");
