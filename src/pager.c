@@ -163,12 +163,6 @@ pager_requests(const struct pager *pg)
 	return pg->requests;
 }
 
-int
-pager_window(const struct pager *pg)
-{
-	return pace_window(&pg->pace);
-}
-
 /* The slot goes back to the pool; a request in flight finishes as an orphan. */
 static void
 slot_release(struct pager_slot *sl)

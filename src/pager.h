@@ -65,8 +65,6 @@ void pager_abandon(struct pager *pg);
 void pager_when_idle(struct pager *pg, void (*idle)(void *arg));
 /* Requests answered or failed, in all listings (cancelled ones not). */
 int64_t pager_requests(const struct pager *pg);
-/* Requests allowed in flight now (AIMD). */
-int pager_window(const struct pager *pg);
 /* Closes its handles; the caller runs the loop once more to finish. */
 void pager_free(struct pager *pg);
 
