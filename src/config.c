@@ -242,6 +242,74 @@ config_has_filters(const struct config *cfg)
 	    cfg->filter_contact_id != NULL || cfg->filter_call_type != NULL;
 }
 
+static bool
+str_differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+static bool
+key_differs(const struct key_def *k, const struct config *a, const struct config *b)
+{
+	const void *pa = (const char *)a + k->offset, *pb = (const char *)b + k->offset;
+
+	switch (k->type) {
+	case KEY_TOKEN:
+		/* both keys resolve into one value: report it once, as api_token */
+		return strcmp(k->name, "api_token") == 0 && str_differs(a->api_token, b->api_token);
+	case KEY_STRING:
+	case KEY_URL:
+		return str_differs(*(char *const *)pa, *(char *const *)pb);
+	case KEY_DURATION:
+	case KEY_SIZE:
+	case KEY_RETENTION:
+		return *(const uint64_t *)pa != *(const uint64_t *)pb;
+	case KEY_INT:
+	case KEY_BOOL:
+		return *(const int *)pa != *(const int *)pb;
+	case KEY_FRACTION:
+		return *(const double *)pa != *(const double *)pb;
+	case KEY_ORDER:
+		return *(const enum config_order *)pa != *(const enum config_order *)pb;
+	case KEY_LOG_LEVEL:
+		return *(const enum log_level *)pa != *(const enum log_level *)pb;
+	}
+	return true;
+}
+
+size_t
+config_changed_keys(const struct config *cur, const struct config *next, const char **names,
+    size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (!key_differs(&keys[i], cur, next))
+			continue;
+		if (n < max)
+			names[n] = keys[i].name;
+		n++;
+	}
+	return n;
+}
+
+bool
+config_key_is_reloadable(const char *key)
+{
+	/* another value is another mirror (source, filters) or another endpoint */
+	static const char *const fixed[] = {
+		"source", "database_url", "api_url", "status", "assistant_id", "contact_id",
+		"call_type", "metrics_listen",
+	};
+
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		if (strcmp(key, fixed[i]) == 0)
+			return false;
+	return true;
+}
+
 /* Store one raw value for a key, remembering where it was set. */
 static void
 loader_set(struct loader *ld, const struct key_def *k, const char *value, size_t len,

@@ -2,6 +2,7 @@
 #ifndef VOZAGENT_CONFIG_H
 #define VOZAGENT_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,5 +59,19 @@ int config_parse_size(const char *s, uint64_t *bytes);
 int config_parse_fraction(const char *s, double *fraction);
 /* True when any API filter is set: a 400 from the API then points at them. */
 int config_has_filters(const struct config *cfg);
+
+/*
+ * The keys whose values differ between cur and next, in the table's order
+ * (api_token stands for the key itself, whichever key or variable set it):
+ * the first max of their names go into names; returns how many differ.
+ */
+size_t config_changed_keys(const struct config *cur, const struct config *next,
+    const char **names, size_t max);
+/*
+ * May a running daemon take a new value of key on reload? The others name a
+ * different mirror or endpoint (source, database, API and its filters, the
+ * metrics listener): changing them needs a restart.
+ */
+bool config_key_is_reloadable(const char *key);
 
 #endif

@@ -948,6 +948,59 @@ test_token_file_mode_warning(void)
 	ASSERT_TRUE(cfg.warnings == NULL);
 }
 
+/* ---- config_changed_keys, config_key_is_reloadable ---- */
+
+static void
+test_changed_keys(void)
+{
+	struct config next;
+	const char *names[8];
+
+	ASSERT_EQ_INT(load("source = s\napi_token = k1\npoll_interval = 60s\n"), 0);
+	ASSERT_EQ_INT(config_load(&next, conf_path, 0, err, sizeof err), 0);
+	/* the same file twice: nothing differs */
+	ASSERT_EQ_UINT(config_changed_keys(&cfg, &next, names, 8), 0);
+	config_free(&next);
+
+	ASSERT_EQ_INT(config_load(&next, tmp_file("d.conf", "source = t\napi_token = k2\n"
+	    "poll_interval = 5s\nstatus = ended\nconcurrency = 2\nmax_body_size = 1M\n"
+	    "log_level = debug\norder = newest_first\nmax_delete_fraction = 50%\n"),
+	    0, err, sizeof err), 0);
+	/* in the table's order; only the first 8 names, but every difference counted */
+	ASSERT_EQ_UINT(config_changed_keys(&cfg, &next, names, 8), 9);
+	ASSERT_EQ_STR(names[0], "api_token");
+	ASSERT_EQ_STR(names[1], "source");
+	ASSERT_EQ_STR(names[2], "poll_interval");
+	ASSERT_EQ_STR(names[3], "concurrency");
+	ASSERT_EQ_STR(names[4], "max_body_size");
+	ASSERT_EQ_STR(names[5], "max_delete_fraction");
+	ASSERT_EQ_STR(names[6], "order");
+	ASSERT_EQ_STR(names[7], "status");
+	/* a filter set where there was none differs; max 0 only counts */
+	ASSERT_EQ_UINT(config_changed_keys(&next, &cfg, NULL, 0), 9);
+	config_free(&next);
+}
+
+static void
+test_reloadable_keys(void)
+{
+	static const char *const fixed[] = {
+		"source", "database_url", "api_url", "status", "assistant_id", "contact_id",
+		"call_type", "metrics_listen",
+	};
+	static const char *const reloadable[] = {
+		"api_token", "api_token_file", "poll_interval", "page_size", "concurrency",
+		"batch_rows", "batch_time", "lookback", "http_timeout", "full_resync_interval",
+		"history_retention", "max_body_size", "max_delete_fraction", "order", "log_level",
+		"allow_insecure_http",
+	};
+
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		ASSERT_FALSE(config_key_is_reloadable(fixed[i]));
+	for (size_t i = 0; i < sizeof reloadable / sizeof reloadable[0]; i++)
+		ASSERT_TRUE(config_key_is_reloadable(reloadable[i]));
+}
+
 static const struct test_case tests[] = {
 	TEST(test_duration_valid),
 	TEST(test_duration_invalid),
@@ -986,6 +1039,8 @@ static const struct test_case tests[] = {
 	TEST(test_http_allowed_for_loopback),
 	TEST(test_http_allowed_when_insecure_is_set),
 	TEST(test_token_file_mode_warning),
+	TEST(test_changed_keys),
+	TEST(test_reloadable_keys),
 };
 
 int
