@@ -1,6 +1,7 @@
 /* notify: tells systemd how the service is doing (sd_notify protocol). */
 #include "notify.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -58,4 +59,40 @@ notify_send(const char *fmt, ...)
 	if (sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sa, salen) < 0)
 		log_debug("sd_notify to %s: %s", path, strerror(errno));
 	close(fd);
+}
+
+/* A whole decimal number, nothing around it: 0 or -1. */
+static int
+parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL || !isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+uint64_t
+notify_parse_watchdog(const char *usec, const char *pid, pid_t self)
+{
+	uint64_t period, owner;
+
+	if (parse_u64(usec, &period) < 0)
+		return 0;
+	/* the variables are inherited: a child must not ping for its parent (sd_watchdog_enabled) */
+	if (pid != NULL && (parse_u64(pid, &owner) < 0 || owner != (uint64_t)self))
+		return 0;
+	return period;
+}
+
+uint64_t
+notify_watchdog_usec(void)
+{
+	return notify_parse_watchdog(getenv("WATCHDOG_USEC"), getenv("WATCHDOG_PID"), getpid());
 }
