@@ -40,10 +40,20 @@ struct app {
 	struct config cfg;
 	struct store *store;
 	enum command cmd;
-	int ready;           /* connected, migrated, and the source is ours */
+	int ready;           /* connected and migrated */
+	int locked;          /* and the source is ours (run gives it back between passes) */
 	int lock_busy_logged;
 	int64_t pruned_at;   /* monotonic seconds of the last pruning; 0 = not yet */
 	int allow_mass_delete;   /* backfill --allow-mass-delete */
+	int wait;            /* once/backfill --wait: wait for the source's lock */
+	int env_token;       /* the key came in VOZAGENT_API_TOKEN, wiped once read */
+	/* the loop's modules: a reload rebuilds fetch and sync between passes */
+	uv_loop_t *loop;
+	struct fetch *fetch;
+	struct sync *sync;
+	struct sched *sched;
+	struct config next;  /* reloaded, for the next pass */
+	int has_next;
 };
 
 /* `run` prunes the history at most this often; once and backfill once each. */
@@ -70,6 +80,8 @@ usage(FILE *out)
 	    "  -n, --check        check the configuration (for COMMAND, default run) and exit\n"
 	    "      --allow-mass-delete\n"
 	    "                     backfill only: mark calls deleted even beyond max_delete_fraction\n"
+	    "      --wait         once and backfill: wait while another process syncs the source\n"
+	    "                     (default: exit 75 at once)\n"
 	    "  -h, --help         show this help\n"
 	    "  -V, --version      show the version\n"
 	    "\n"
@@ -101,40 +113,43 @@ app_prepare(struct app *a)
 	int applied, rc;
 
 	/* a connection that died while idle shows only when used: ask it */
-	if (a->ready && !store_conn_lost(a->store) && store_ping(a->store) == 0)
-		return 0;
-	a->ready = 0;
-	if (store_connect(a->store, a->cfg.database_url) < 0 ||
-	    store_migrate(a->store, &applied) < 0) {
-		log_errx("%s", store_errmsg(a->store));
-		/* run waits for a database that is away, not for one it must not write to */
-		return a->cmd == CMD_RUN && store_conn_lost(a->store) ? 1 : -1;
-	}
-	if (applied > 0)
-		log_info("database schema upgraded (%d migration%s applied)", applied,
-		    applied == 1 ? "" : "s");
-	if (a->cmd == CMD_MIGRATE || a->cmd == CMD_STATUS) {
+	if (!a->ready || store_conn_lost(a->store) || store_ping(a->store) < 0) {
+		a->ready = a->locked = 0;
+		if (store_connect(a->store, a->cfg.database_url) < 0 ||
+		    store_migrate(a->store, &applied) < 0) {
+			log_errx("%s", store_errmsg(a->store));
+			/* run waits for a database that is away, not for one it must not write to */
+			return a->cmd == CMD_RUN && store_conn_lost(a->store) ? 1 : -1;
+		}
+		if (applied > 0)
+			log_info("database schema upgraded (%d migration%s applied)", applied,
+			    applied == 1 ? "" : "s");
 		a->ready = 1;
-		return 0;
 	}
+	if (a->cmd == CMD_MIGRATE || a->cmd == CMD_STATUS || a->locked)
+		return 0;
 	rc = store_lock_source(a->store, a->cfg.source);
 	if (rc != 0) {
-		if (rc < 0)
+		int waits = a->cmd == CMD_RUN || a->wait;
+		if (rc < 0) {
 			log_errx("%s", store_errmsg(a->store));
-		else if (a->cmd != CMD_RUN || !a->lock_busy_logged)
+			/* a new connection drops nothing but our failed attempt */
+			a->ready = 0;
+		} else if (!a->lock_busy_logged) {
 			log_errx("another vozagent-sync process is syncing source '%s' on this "
-			    "database%s", a->cfg.source, a->cmd == CMD_RUN ?
-			    "; waiting for it to finish" : "");
+			    "database%s", a->cfg.source, waits ? "; waiting for it to finish" : "");
+		}
 		a->lock_busy_logged = 1;
-		/* a new connection drops nothing but our failed attempt */
-		a->ready = 0;
-		return 1;
+		return a->cmd == CMD_RUN || (rc > 0 && a->wait) ? 1 : -1;
 	}
+	if (a->lock_busy_logged && (a->cmd == CMD_RUN || a->wait))
+		log_info("source '%s' is ours again", a->cfg.source);
+	a->lock_busy_logged = 0;
+	a->locked = 1;
 	if (store_abandon_runs(a->store, a->cfg.source) < 0) {
 		log_errx("%s", store_errmsg(a->store));
 		return a->cmd == CMD_RUN ? 1 : -1;
 	}
-	a->ready = 1;
 	return 0;
 }
 
@@ -165,18 +180,196 @@ app_prune(struct app *a)
 		    " old rejects of source '%s'", runs, rejects, a->cfg.source);
 }
 
+static void
+app_fetch_opts(const struct config *cfg, struct fetch_opts *fo)
+{
+	memset(fo, 0, sizeof *fo);
+	fo->bearer_token = cfg->api_token;
+	fo->timeout_ms = (long)cfg->http_timeout_ms;
+	fo->max_body_bytes = (size_t)cfg->max_body_bytes;
+	/* config allowed http:// only for loopback or allow_insecure_http */
+	fo->allow_http = strncmp(cfg->api_url, "http://", 7) == 0;
+	/* one kept-alive connection per page in flight */
+	fo->max_connections = cfg->concurrency;
+}
+
+/* fetch and sync for a->cfg (which they borrow): 0, or -1 with a message logged. */
+static int
+app_modules_new(struct app *a)
+{
+	struct fetch_opts fo;
+	char err[256];
+
+	app_fetch_opts(&a->cfg, &fo);
+	a->fetch = fetch_new(a->loop, &fo, err, sizeof err);
+	if (a->fetch == NULL) {
+		log_errx("%s", err);
+		return -1;
+	}
+	a->sync = sync_new(a->loop, &a->cfg, a->fetch, a->store);
+	if (a->sync == NULL) {
+		log_errx("out of memory setting up a pass");
+		fetch_free(a->fetch);
+		a->fetch = NULL;
+		return -1;
+	}
+	sync_set_mass_delete(a->sync, a->allow_mass_delete);
+	return 0;
+}
+
+/* Closes fetch and sync; the loop's next turn frees them. */
+static void
+app_modules_free(struct app *a)
+{
+	sync_free(a->sync);
+	fetch_free(a->fetch);
+	a->sync = NULL;
+	a->fetch = NULL;
+}
+
+/*
+ * Between passes, a reloaded configuration takes over. fetch, the pager and
+ * sync size their buffers, slots and connections from it and keep pointers
+ * into it, so they are built anew rather than changed under a pass.
+ */
+static int
+app_apply_reload(struct app *a)
+{
+	struct config old = a->cfg;
+
+	a->has_next = 0;
+	app_modules_free(a);
+	a->cfg = a->next;
+	memset(&a->next, 0, sizeof a->next);
+	if (app_modules_new(a) < 0) {
+		log_errx("cannot apply the reloaded configuration; keeping the previous one");
+		config_free(&a->cfg);
+		a->cfg = old;
+		log_init(a->cfg.log_level);
+		if (app_modules_new(a) < 0)
+			return -1;
+		sched_set_interval(a->sched, a->cfg.poll_interval_ms);
+	} else {
+		config_free(&old);
+		log_info("reloaded configuration in effect");
+	}
+	sched_set_sync(a->sched, a->sync);
+	return 0;
+}
+
 static int
 cb_prepare(void *arg)
 {
 	struct app *a = arg;
-	int rc = app_prepare(a);
+	int rc;
 
+	if (a->has_next && app_apply_reload(a) < 0)
+		return -1;
+	rc = app_prepare(a);
 	if (rc == 0)
 		app_prune(a);
-	/* busy is final for once/backfill: the other process does the work */
-	if (rc == 1 && a->cmd != CMD_RUN)
+	/* busy is final for once/backfill without --wait: the other process does the work */
+	if (rc == 1 && a->cmd != CMD_RUN && !a->wait)
 		return -1;
 	return rc;
+}
+
+/* After each pass of run: give the source back, so that a backfill waiting for it runs. */
+static void
+cb_rest(void *arg)
+{
+	struct app *a = arg;
+
+	if (!a->locked)
+		return;
+	a->locked = 0;
+	if (store_unlock_source(a->store) < 0) {
+		/* a new session starts without the lock */
+		log_debug("cannot give the source's lock back: %s", store_errmsg(a->store));
+		a->ready = 0;
+	}
+}
+
+/* Logs each line of a multi-line message. */
+static void
+log_lines(const char *prefix, const char *text)
+{
+	for (const char *l = text, *nl; *l != '\0'; l = nl != NULL ? nl + 1 : l + strlen(l)) {
+		nl = strchr(l, '\n');
+		log_errx("%s%.*s", prefix, nl != NULL ? (int)(nl - l) : (int)strlen(l), l);
+	}
+}
+
+/*
+ * SIGHUP: the configuration file and environment again. Invalid, or naming
+ * another mirror or endpoint: logged, and the one in use stays. Else it
+ * waits for the next pass (the one in flight keeps what it borrowed).
+ */
+static void
+cb_reload(void *arg, char *status, size_t statuslen)
+{
+	struct app *a = arg;
+	struct config next;
+	const char *changed[64];
+	char err[8192], list[512] = "";
+	size_t n, nfixed = 0, used = 0;
+
+	log_info("SIGHUP: reloading the configuration%s%s", a->cfg.path != NULL ? " from " : "",
+	    a->cfg.path != NULL ? a->cfg.path : "");
+	/* wiped from the environment at start: the key from there stays for the process's life */
+	if (a->env_token && setenv("VOZAGENT_API_TOKEN", a->cfg.api_token, 1) != 0) {
+		log_warn("reload: cannot keep the API key from VOZAGENT_API_TOKEN");
+		snprintf(status, statuslen, "Reload failed; running with the previous configuration");
+		return;
+	}
+	if (config_load(&next, a->cfg.path, 1, err, sizeof err) < 0) {
+		log_lines("reload: ", err);
+		log_errx("reload: the configuration is invalid; running with the previous one");
+		snprintf(status, statuslen, "Reload failed: invalid configuration (see the log); "
+		    "running with the previous one");
+		return;
+	}
+	print_warnings(next.warnings, 1);
+	n = config_changed_keys(&a->cfg, &next, changed, sizeof changed / sizeof changed[0]);
+	if (n > sizeof changed / sizeof changed[0])
+		n = sizeof changed / sizeof changed[0];
+	for (size_t i = 0; i < n; i++) {
+		if (config_key_is_reloadable(changed[i])) {
+			int k = snprintf(list + used, sizeof list - used, "%s%s", used > 0 ? ", " : "",
+			    changed[i]);
+			if (k > 0 && (size_t)k < sizeof list - used)
+				used += (size_t)k;
+			continue;
+		}
+		log_errx("reload: %s changed: it names another mirror or endpoint; restart the "
+		    "service to change it", changed[i]);
+		nfixed++;
+	}
+	if (nfixed > 0) {
+		log_errx("reload refused; running with the previous configuration");
+		snprintf(status, statuslen, "Reload refused: a key that needs a restart changed "
+		    "(see the log); running with the previous configuration");
+		config_free(&next);
+		return;
+	}
+	/* a later reload replaces one still waiting for its pass */
+	if (a->has_next)
+		config_free(&a->next);
+	a->has_next = 0;
+	if (n == 0) {
+		config_free(&next);
+		log_info("reload: nothing changed");
+	} else {
+		a->next = next;
+		a->has_next = 1;
+		log_info("reload: %s changed; in effect from the next pass", list);
+	}
+	/* these two are no pass's: at once */
+	log_init(a->has_next ? a->next.log_level : a->cfg.log_level);
+	sched_set_interval(a->sched, a->has_next ? a->next.poll_interval_ms :
+	    a->cfg.poll_interval_ms);
+	snprintf(status, statuslen, n == 0 ? "Configuration reloaded; nothing changed" :
+	    "Configuration reloaded; in effect from the next pass");
 }
 
 static int
@@ -207,38 +400,24 @@ exit_code(const struct app *a, const struct sched_outcome *o)
 static int
 run_loop(struct app *a)
 {
+	static const struct sched_hooks hooks = { cb_reload, cb_rest };
 	uv_loop_t loop;
-	struct fetch_opts fo = {
-		.bearer_token = a->cfg.api_token,
-		.timeout_ms = (long)a->cfg.http_timeout_ms,
-		.max_body_bytes = (size_t)a->cfg.max_body_bytes,
-		/* config allowed http:// only for loopback or allow_insecure_http */
-		.allow_http = strncmp(a->cfg.api_url, "http://", 7) == 0,
-		/* one kept-alive connection per page in flight */
-		.max_connections = a->cfg.concurrency,
-	};
-	struct fetch *fetch;
-	struct sync *sync;
-	struct sched *sched;
-	char err[256];
 	int code;
 
 	if (uv_loop_init(&loop) != 0) {
 		log_errx("cannot set up the event loop");
 		return EXIT_SOFTWARE;
 	}
+	a->loop = &loop;
 	/* set up in order, order important: each module uses the ones before it */
-	fetch = fetch_new(&loop, &fo, err, sizeof err);
-	if (fetch == NULL) {
-		log_errx("%s", err);
+	if (app_modules_new(a) < 0) {
 		uv_loop_close(&loop);
 		return EXIT_SOFTWARE;
 	}
-	sync = sync_new(&loop, &a->cfg, fetch, a->store);
-	if (sync != NULL)
-		sync_set_mass_delete(sync, a->allow_mass_delete);
-	sched = sync != NULL ? sched_new(&loop, sync, a->cfg.poll_interval_ms, cb_prepare, a) : NULL;
-	if (sched == NULL || sched_start(sched, a->cmd == CMD_RUN ? SCHED_DAEMON :
+	a->sched = sched_new(&loop, a->sync, a->cfg.poll_interval_ms, cb_prepare, a);
+	if (a->sched != NULL && a->cmd == CMD_RUN)
+		sched_set_hooks(a->sched, &hooks);
+	if (a->sched == NULL || sched_start(a->sched, a->cmd == CMD_RUN ? SCHED_DAEMON :
 	    a->cmd == CMD_BACKFILL ? SCHED_BACKFILL : SCHED_ONCE) < 0) {
 		log_errx("cannot set up the scheduler");
 		code = EXIT_SOFTWARE;
@@ -250,15 +429,16 @@ run_loop(struct app *a)
 			log_info("vozagent-sync %s: syncing source '%s' every %.0fs", VOZAGENT_VERSION,
 			    a->cfg.source, a->cfg.poll_interval_ms / 1000.0);
 		uv_run(&loop, UV_RUN_DEFAULT);
-		code = exit_code(a, sched_outcome(sched));
+		code = exit_code(a, sched_outcome(a->sched));
 	}
 	/* tear down in reverse; closing handles needs one more turn of the loop */
-	sched_free(sched);
-	sync_free(sync);
-	fetch_free(fetch);
+	sched_free(a->sched);
+	a->sched = NULL;
+	app_modules_free(a);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&loop) != 0)
 		log_warnx("event loop closed with handles still open");
+	a->loop = NULL;
 	return code;
 }
 
@@ -271,6 +451,7 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ "check", no_argument, NULL, 'n' },
 		{ "allow-mass-delete", no_argument, NULL, 'D' },
+		{ "wait", no_argument, NULL, 'W' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *cmdname;
@@ -310,6 +491,9 @@ main(int argc, char **argv)
 		case 'D':
 			a.allow_mass_delete = 1;
 			break;
+		case 'W':
+			a.wait = 1;
+			break;
 		case 'V':
 			printf("vozagent-sync %s\n", VOZAGENT_VERSION);
 			return EXIT_OK;
@@ -343,7 +527,14 @@ main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	/* run waits anyway; migrate and status take no lock */
+	if (a.wait && a.cmd != CMD_ONCE && a.cmd != CMD_BACKFILL) {
+		fprintf(stderr, "vozagent-sync: --wait is only valid with once or backfill\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
 
+	a.env_token = getenv("VOZAGENT_API_TOKEN") != NULL;
 	/* configuration first: every mistake is reported before any network work */
 	if (config_load(&a.cfg, path, a.cmd == CMD_RUN || a.cmd == CMD_ONCE ||
 	    a.cmd == CMD_BACKFILL, err, sizeof err) < 0) {
@@ -387,5 +578,7 @@ main(int argc, char **argv)
 	store_free(a.store);
 	fetch_global_cleanup();
 	config_free(&a.cfg);
+	if (a.has_next)
+		config_free(&a.next);
 	return code;
 }

@@ -1,15 +1,19 @@
 /* sched: the loop's timetable: when passes start, signals, and shutdown. */
 #include "sched.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "log.h"
 #include "notify.h"
 
 #define SCHED_PREPARE_BACKOFF_MIN_MS 1000
+/* once/backfill --wait: the daemon gives the lock back between passes; try often enough */
+#define SCHED_WAIT_BACKOFF_MAX_MS 5000
 
-#define SCHED_NHANDLES 4
+#define SCHED_NHANDLES 5
 
 struct sched {
 	uv_loop_t *loop;
@@ -19,10 +23,13 @@ struct sched {
 	void *prepare_arg;
 	enum sched_job job;
 	uv_timer_t tick;
+	uv_timer_t watchdog;           /* WATCHDOG=1: from the loop, so it stops when the loop does */
 	uv_signal_t sigint, sigterm, sighup;
+	struct sched_hooks hooks;
 	uint64_t pass_started;
 	uint64_t prepare_backoff_ms;   /* while the prepare callback says "not now" */
 	int ready;                     /* READY=1 was sent */
+	int waiting;                   /* the prepare callback said "not now": backing off */
 	int closing;
 	struct sched_outcome out;
 };
@@ -62,6 +69,8 @@ on_pass_done(void *arg, enum sync_result res)
 		sched_end(s);
 		return;
 	}
+	if (s->hooks.rest != NULL)
+		s->hooks.rest(s->prepare_arg);
 	sched_next(s);
 }
 
@@ -73,7 +82,7 @@ on_uv_tick(uv_timer_t *t)
 
 	s->pass_started = uv_now(s->loop);
 	rc = s->prepare(s->prepare_arg);
-	if (rc < 0 || (rc > 0 && s->job != SCHED_DAEMON)) {
+	if (rc < 0) {
 		s->out.gave_up = 1;
 		sched_end(s);
 		return;
@@ -81,12 +90,16 @@ on_uv_tick(uv_timer_t *t)
 	if (rc > 0) {
 		/* not ready (PostgreSQL down, source busy): try again soon, then less often */
 		uint64_t wait = s->prepare_backoff_ms;
-		s->prepare_backoff_ms = wait * 2 > s->interval_ms ? s->interval_ms : wait * 2;
+		uint64_t cap = s->job == SCHED_DAEMON || s->interval_ms < SCHED_WAIT_BACKOFF_MAX_MS ?
+		    s->interval_ms : SCHED_WAIT_BACKOFF_MAX_MS;
+		s->prepare_backoff_ms = wait * 2 > cap ? cap : wait * 2;
+		s->waiting = 1;
 		notify_send("STATUS=Waiting for PostgreSQL or the source lock; next try in %.0fs",
 		    wait / 1000.0);
 		uv_timer_start(&s->tick, on_uv_tick, wait, 0);
 		return;
 	}
+	s->waiting = 0;
 	s->prepare_backoff_ms = SCHED_PREPARE_BACKOFF_MIN_MS;
 	if (!s->ready && s->job == SCHED_DAEMON) {
 		/* ready means: configured, connected, migrated, and the source is ours */
@@ -102,8 +115,46 @@ on_uv_tick(uv_timer_t *t)
 			sched_end(s);
 			return;
 		}
+		if (s->hooks.rest != NULL)
+			s->hooks.rest(s->prepare_arg);
 		sched_next(s);
 	}
+}
+
+static void
+on_uv_watchdog(uv_timer_t *t)
+{
+	(void)t;
+	notify_send("WATCHDOG=1");
+}
+
+static uint64_t
+monotonic_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* SIGHUP: systemd hears RELOADING=1 then READY=1, around the reload itself. */
+static void
+sched_reload(struct sched *s)
+{
+	char status[400] = "";
+
+	if (s->hooks.reload == NULL) {
+		log_info("SIGHUP: ignored (only run reloads its configuration)");
+		return;
+	}
+	/* before the first READY=1, systemd still waits for that one: do not claim it */
+	if (s->ready)
+		notify_send("RELOADING=1\nMONOTONIC_USEC=%" PRIu64, monotonic_usec());
+	s->hooks.reload(s->prepare_arg, status, sizeof status);
+	if (s->ready)
+		notify_send("READY=1\nSTATUS=%s", status);
+	else if (status[0] != '\0')
+		notify_send("STATUS=%s", status);
 }
 
 static void
@@ -112,8 +163,7 @@ on_uv_signal(uv_signal_t *h, int signum)
 	struct sched *s = h->data;
 
 	if (signum == SIGHUP) {
-		log_warnx("SIGHUP: reloading the configuration is not supported yet; restart the "
-		    "service to apply changes");
+		sched_reload(s);
 		return;
 	}
 	log_info("%s: stopping%s", signum == SIGINT ? "SIGINT" : "SIGTERM",
@@ -149,6 +199,7 @@ sched_new(uv_loop_t *loop, struct sync *sync, uint64_t interval_ms, sched_prepar
 	handles[1] = (uv_handle_t *)&s->sigint;
 	handles[2] = (uv_handle_t *)&s->sigterm;
 	handles[3] = (uv_handle_t *)&s->sighup;
+	handles[4] = (uv_handle_t *)&s->watchdog;
 	s->loop = loop;
 	s->sync = sync;
 	s->interval_ms = interval_ms;
@@ -163,8 +214,11 @@ sched_new(uv_loop_t *loop, struct sync *sync, uint64_t interval_ms, sched_prepar
 		ninit = 3;
 	if (ninit == 3 && uv_signal_init(loop, &s->sighup) == 0)
 		ninit = 4;
+	if (ninit == 4 && uv_timer_init(loop, &s->watchdog) == 0)
+		ninit = 5;
 	if (ninit == SCHED_NHANDLES) {
 		s->tick.data = s->sigint.data = s->sigterm.data = s->sighup.data = s;
+		s->watchdog.data = s;
 		return s;
 	}
 	/* the handles set up so far are closed on the loop's next turn, which frees s */
@@ -183,13 +237,44 @@ sched_new(uv_loop_t *loop, struct sync *sync, uint64_t interval_ms, sched_prepar
 int
 sched_start(struct sched *s, enum sched_job job)
 {
+	uint64_t watchdog_usec = notify_watchdog_usec();
+
 	s->job = job;
 	if (uv_signal_start(&s->sigint, on_uv_signal, SIGINT) != 0 ||
 	    uv_signal_start(&s->sigterm, on_uv_signal, SIGTERM) != 0 ||
 	    uv_signal_start(&s->sighup, on_uv_signal, SIGHUP) != 0)
 		return -1;
+	if (watchdog_usec > 0) {
+		/* at half the period, as sd_watchdog_enabled(3) advises: one late ping is no miss */
+		uint64_t every = watchdog_usec / 2000 > 0 ? watchdog_usec / 2000 : 1;
+		if (uv_timer_start(&s->watchdog, on_uv_watchdog, every, every) != 0)
+			return -1;
+		log_debug("systemd watchdog: WATCHDOG=1 every %" PRIu64 " ms", every);
+	}
 	/* even the first pass starts from the loop, like every later one */
 	return uv_timer_start(&s->tick, on_uv_tick, 0, 0) == 0 ? 0 : -1;
+}
+
+void
+sched_set_hooks(struct sched *s, const struct sched_hooks *hooks)
+{
+	s->hooks = *hooks;
+}
+
+void
+sched_set_sync(struct sched *s, struct sync *sync)
+{
+	s->sync = sync;
+}
+
+void
+sched_set_interval(struct sched *s, uint64_t interval_ms)
+{
+	s->interval_ms = interval_ms;
+	/* the next pass is due at another time now; a wait for PostgreSQL keeps its backoff */
+	if (s->job == SCHED_DAEMON && s->out.passes > 0 && !s->waiting && !sync_running(s->sync) &&
+	    uv_is_active((uv_handle_t *)&s->tick))
+		sched_next(s);
 }
 
 const struct sched_outcome *
@@ -207,4 +292,5 @@ sched_free(struct sched *s)
 	uv_close((uv_handle_t *)&s->sigint, on_uv_closed);
 	uv_close((uv_handle_t *)&s->sigterm, on_uv_closed);
 	uv_close((uv_handle_t *)&s->sighup, on_uv_closed);
+	uv_close((uv_handle_t *)&s->watchdog, on_uv_closed);
 }

@@ -34,6 +34,7 @@
  */
 enum stmt_id {
 	STMT_LOCK_SOURCE,
+	STMT_UNLOCK_SOURCE,
 	STMT_ABANDON_RUNS,
 	STMT_STATE_LOAD,
 	STMT_RUN_BEGIN,
@@ -60,6 +61,8 @@ static const struct {
 } stmts[STMT_COUNT] = {
 	[STMT_LOCK_SOURCE] = { "lock_source", 1,
 	    "SELECT pg_try_advisory_lock(" STORE_LOCK_CLASS ", hashtext($1))" },
+	[STMT_UNLOCK_SOURCE] = { "unlock_source", 1,
+	    "SELECT pg_advisory_unlock(" STORE_LOCK_CLASS ", hashtext($1))" },
 	[STMT_ABANDON_RUNS] = { "abandon_runs", 1,
 	    "UPDATE vozagent.sync_runs SET outcome = 'interrupted', finished_at = now(),"
 	    " error = coalesce(error, 'the process ended before the pass finished')"
@@ -810,6 +813,26 @@ store_lock_source(struct store *s, const char *source)
 		free(copy);
 	}
 	return got ? 0 : 1;
+}
+
+int
+store_unlock_source(struct store *s)
+{
+	const char *params[1] = { s->locked_source };
+	PGresult *res = NULL;
+
+	if (s->locked_source == NULL)
+		return 0;
+	if (s->locked && s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK)
+		res = store_run(s, STMT_UNLOCK_SOURCE, params, PGRES_TUPLES_OK);
+	/* forgotten either way: a session that failed to unlock is dropped by the caller */
+	s->locked = false;
+	free(s->locked_source);
+	s->locked_source = NULL;
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
 }
 
 int

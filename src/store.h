@@ -54,6 +54,11 @@ int store_reconnect(struct store *s);
 int store_migrate(struct store *s, int *applied);
 /* One writer per source: 0 = ours, 1 = held by another session, -1 = error. */
 int store_lock_source(struct store *s, const char *source);
+/*
+ * Gives the source's lock back (between passes, so that a waiting backfill
+ * can run); the session stays. -1 when it could not: drop the session then.
+ */
+int store_unlock_source(struct store *s);
 /* Marks runs of a process that died mid-pass as interrupted. */
 int store_abandon_runs(struct store *s, const char *source);
 
