@@ -28,6 +28,8 @@ VOZ_PACKAGES=(
 	clang libclang-rt-14-dev
 	# end-to-end tests under memcheck
 	valgrind
+	# systemd-analyze verify/security on the units (tests/units/check_units.sh)
+	systemd
 )
 
 step() { printf '==> %s\n' "$*" >&2; }
