@@ -22,10 +22,13 @@ def read_err(c, p):
 def lock_wait(order):
     with h.Case("lock_wait", order=order, seed=77, calls=300, page_size=10) as c:
         c.sim.config(delay_ms=100)
-        p = c.spawn("run", env={"VOZAGENT_POLL_INTERVAL": "1s"})
+        # one page at a time, so that its first pass is still running when the others come
+        p = c.spawn("run", env={"VOZAGENT_POLL_INTERVAL": "1s", "VOZAGENT_CONCURRENCY": "1",
+                                "VOZAGENT_BATCH_ROWS": "1"})
         c.wait_for("the daemon's first pass to commit pages",
                    lambda: p.poll() is not None or c.count_calls() >= 30, timeout=30)
         check(p.poll() is None, "the daemon exited (%s)" % p.returncode)
+        c.sim.config(delay_ms=1000)
 
         r = c.run("once", timeout=30)
         c.expect_rc(r, 75, "once without --wait while the daemon's pass runs")
