@@ -7,8 +7,8 @@
   message instead of reporting success with the lock unrecorded (which left it not
   taken again after a reconnect);
 - a reconnect of `run` whose preparation fails (PQprepare, once): the pass is closed
-  'failed', and the next pass connects anew and holds the source's lock (it used to
-  go on with the unprepared session, without the lock, beside a `once`)."""
+  'failed', and the next passes connect anew and hold the source's lock while they run
+  (it used to go on with the unprepared session, without the lock, beside a `once`)."""
 
 import os
 import signal
@@ -95,9 +95,16 @@ def run_prepare_fails_after_reconnect():
             r["id"] > failed["id"] and r["outcome"] == "ok" for r in c.sync_runs()),
             timeout=60)
         check(p.poll() is None, "run exited (%s)" % p.returncode)
+        # run holds the source for a pass and gives it back between passes: look during
+        # one, made slow enough
+        c.sim.config(delay_ms=2000)
+        last = max(r["id"] for r in c.sync_runs())
+        c.wait_for("a slow pass running", lambda: p.poll() is not None or any(
+            r["id"] > last and r["outcome"] == "running" for r in c.sync_runs()), timeout=60)
         check(source_lock_holders(c) == "1", "run passes without holding the source's lock")
         r = c.run("once", timeout=60)
-        c.expect_rc(r, 75, "once while run holds the source")
+        c.expect_rc(r, 75, "once while a pass of run holds the source")
+        c.sim.config(delay_ms=0)
         h.terminate(p)
         c.expect_rc(c.wait(p, 20), 0, "run after SIGTERM")
         c.assert_exact("after run")
