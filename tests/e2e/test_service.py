@@ -12,7 +12,9 @@ reload: SIGHUP is RELOADING=1 (with MONOTONIC_USEC=) then READY=1, every time. A
   line, and the daemon goes on with the old one (still syncing every second, not every
   hour as the bad file also says). A changed `source` is refused, the key named, and
   the daemon goes on mirroring the old source. The API key came in VOZAGENT_API_TOKEN
-  (wiped once read) and stays in use across reloads. In both orders."""
+  (wiped once read) and stays in use across reloads. In both orders.
+key rotation: a new key in api_token_file, the API accepting only it: after SIGHUP the
+  passes use it."""
 
 import os
 import re
@@ -219,5 +221,47 @@ def reload(order):
             ns.close()
 
 
+def key_rotation():
+    """The key in api_token_file is replaced and the API accepts only the new one: after
+    SIGHUP the daemon's passes use the new key (without it, the next pass gets a 401 and
+    the daemon stops)."""
+    with h.Case("service_key", calls=60) as c:
+        ns = NotifySocket(c.tmp)
+        try:
+            keyfile = os.path.join(c.tmp, "api_token")
+
+            def put_key(k):
+                with open(keyfile, "w") as f:
+                    f.write(k + "\n")
+                os.chmod(keyfile, 0o600)
+            put_key(c.token)
+            conf = write_conf(c, api_token_file=keyfile, poll_interval="1h")
+            env = {"NOTIFY_SOCKET": ns.path, "VOZAGENT_SOURCE": None, "VOZAGENT_API_URL": None,
+                   "VOZAGENT_DATABASE_URL": None, "VOZAGENT_PAGE_SIZE": None,
+                   "VOZAGENT_API_TOKEN": None}
+            p = c.spawn("run", env=env, config=conf)
+            ns.wait_key("READY", proc=p)
+            c.wait_exact("with the first key", proc=p)
+            c.wait_for("the first pass to end", lambda: ok_runs(c) == 1)
+
+            new = "e2e-key-" + os.urandom(9).hex()
+            c.secrets.append(new)
+            put_key(new)
+            c.sim.config(token=new)
+            c.sim.add(count=5)
+            # the next pass comes at once, with the new key
+            write_conf(c, api_token_file=keyfile, poll_interval="1s")
+            sighup(c, p, ns)
+            c.wait_exact("with the new key", proc=p)
+            err = read_err(c, p)
+            check(re.search(r"api_token.*in effect from the next pass", err),
+                  "the reload does not say the key changed:\n%s" % h.tail(err, 5))
+            h.terminate(p)
+            c.expect_rc(c.wait(p, 15), 0, "run stopped by SIGTERM")
+        finally:
+            ns.close()
+
+
 if __name__ == "__main__":
-    h.main([("watchdog", watchdog)] + h.both_orders(reload, "reload"))
+    h.main([("watchdog", watchdog)] + h.both_orders(reload, "reload") +
+           [("key rotation through api_token_file", key_rotation)])
