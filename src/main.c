@@ -15,7 +15,9 @@
 
 #include "config.h"
 #include "fetch.h"
+#include "httpd.h"
 #include "log.h"
+#include "metrics.h"
 #include "sched.h"
 #include "store.h"
 #include "sync.h"
@@ -204,6 +206,94 @@ exit_code(const struct app *a, const struct sched_outcome *o)
 	return EXIT_SOFTWARE;
 }
 
+/* `run` with metrics_listen: the metrics the passes report to, and the listener reading them. */
+struct app_serve {
+	struct app *app;
+	struct fetch *fetch;
+	struct sync *sync;
+	struct metrics *metrics;
+	struct httpd *httpd;
+};
+
+/* Resident memory from /proc/self/statm, read at each scrape; -1 when unknown. */
+static int64_t
+app_rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long size, resident;
+	int n;
+
+	if (f == NULL)
+		return -1;
+	n = fscanf(f, "%ld %ld", &size, &resident);
+	fclose(f);
+	return n == 2 ? (int64_t)resident * sysconf(_SC_PAGESIZE) : -1;
+}
+
+static int
+cb_respond(void *arg, const char *path, struct buf *body, const char **content_type)
+{
+	struct app_serve *sv = arg;
+	struct timespec ts;
+	double now;
+	char why[768];
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	if (strcmp(path, "/metrics") == 0) {
+		const struct fetch_counts *fc = fetch_counts(sv->fetch);
+		struct metrics_sample smp = {
+			.now = now, .rss_bytes = app_rss_bytes(),
+			.open_connections = fc->open_connections,
+			.concurrency = sync_concurrency(sv->sync),
+			.http_timeouts = fc->timeouts, .http_errors = fc->errors,
+			.http_429 = fc->status_429, .retries = sync_retries(sv->sync),
+		};
+		for (int i = 0; i < 4; i++)
+			smp.http_class[i] = fc->status_class[i + 2];
+		*content_type = "text/plain; version=0.0.4; charset=utf-8";
+		if (metrics_render(sv->metrics, &smp, body) == 0)
+			return 200;
+		body->len = 0;
+		return 500;
+	}
+	if (strcmp(path, "/healthz") != 0)
+		return 404;
+	ok = metrics_is_healthy(sv->metrics, now, sv->app->cfg.poll_interval_ms, why, sizeof why);
+	if (buf_append(body, why, strlen(why)) < 0 || buf_append(body, "\n", 1) < 0)
+		return 500;
+	return ok ? 200 : 503;
+}
+
+/* Only `run` serves metrics: once and backfill end before anyone would scrape twice. */
+static int
+app_serve_start(struct app_serve *sv, struct app *a, uv_loop_t *loop, struct fetch *fetch,
+    struct sync *sync)
+{
+	char err[512];
+
+	if (a->cmd != CMD_RUN || a->cfg.metrics_port == 0)
+		return 0;
+	sv->app = a;
+	sv->fetch = fetch;
+	sv->sync = sync;
+	sv->metrics = metrics_new(a->cfg.source);
+	if (sv->metrics == NULL) {
+		log_errx("out of memory");
+		return -1;
+	}
+	sv->httpd = httpd_new(loop, a->cfg.metrics_host, a->cfg.metrics_port, cb_respond, sv,
+	    err, sizeof err);
+	if (sv->httpd == NULL) {
+		log_errx("metrics_listen = %s: %s", a->cfg.metrics_listen, err);
+		return -1;
+	}
+	sync_set_metrics(sync, sv->metrics);
+	log_info("metrics_listen: serving /metrics and /healthz on %s", a->cfg.metrics_listen);
+	return 0;
+}
+
 static int
 run_loop(struct app *a)
 {
@@ -220,6 +310,7 @@ run_loop(struct app *a)
 	struct fetch *fetch;
 	struct sync *sync;
 	struct sched *sched;
+	struct app_serve serve = { 0 };
 	char err[256];
 	int code;
 
@@ -245,6 +336,8 @@ run_loop(struct app *a)
 	} else if (store_cancel_on_signal(SIGTERM) < 0 || store_cancel_on_signal(SIGINT) < 0) {
 		log_warn("cannot set up cancelling statements on SIGTERM");
 		code = EXIT_SOFTWARE;
+	} else if (app_serve_start(&serve, a, &loop, fetch, sync) < 0) {
+		code = EXIT_CONFIG;
 	} else {
 		if (a->cmd == CMD_RUN)
 			log_info("vozagent-sync %s: syncing source '%s' every %.0fs", VOZAGENT_VERSION,
@@ -256,7 +349,10 @@ run_loop(struct app *a)
 	sched_free(sched);
 	sync_free(sync);
 	fetch_free(fetch);
+	httpd_free(serve.httpd);
 	uv_run(&loop, UV_RUN_DEFAULT);
+	/* after sync_free: the pass that a stop ended reported to it */
+	metrics_free(serve.metrics);
 	if (uv_loop_close(&loop) != 0)
 		log_warnx("event loop closed with handles still open");
 	return code;

@@ -28,6 +28,9 @@ VOZ_PACKAGES=(
 	clang libclang-rt-14-dev
 	# end-to-end tests under memcheck
 	valgrind
+	# promtool, which e2e_metrics runs on /metrics (the package also brings the
+	# Prometheus server, 19 MB, and its unit; only promtool is used)
+	prometheus
 )
 
 step() { printf '==> %s\n' "$*" >&2; }
