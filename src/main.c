@@ -290,7 +290,9 @@ app_serve_start(struct app_serve *sv, struct app *a, uv_loop_t *loop, struct fet
 		return -1;
 	}
 	sync_set_metrics(sync, sv->metrics);
-	log_info("metrics_listen: serving /metrics and /healthz on %s", a->cfg.metrics_listen);
+	log_info("metrics_listen: serving /metrics and /healthz on http://%s%s%s:%d/",
+	    strchr(a->cfg.metrics_host, ':') != NULL ? "[" : "", a->cfg.metrics_host,
+	    strchr(a->cfg.metrics_host, ':') != NULL ? "]" : "", a->cfg.metrics_port);
 	return 0;
 }
 
