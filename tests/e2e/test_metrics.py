@@ -170,7 +170,16 @@ def counters(order):
         st, _, body = get(port, "/healthz")
         check(st == 200 and body == "ok\n", "/healthz after good passes: %s %r" % (st, body))
         h.terminate(p)
-        check(c.wait(p, 10).rc == 0, "run did not exit 0 on SIGTERM")
+        r = c.wait(p, 10)
+        check(r.rc == 0, "run did not exit 0 on SIGTERM")
+        # at info, an incremental pass that went well is one line, its summary
+        for run in c.sync_runs():
+            if run["mode"] != "incremental" or run["outcome"] != "ok":
+                continue
+            lines = [x for x in r.err.splitlines() if "run %s:" % run["id"] in x]
+            check(len(lines) == 1 and re.search(r"info: run \d+: incremental pass done in "
+                                                r"[0-9.]+s: \d+ requests", lines[0]),
+                  "run %s logged at info: %s" % (run["id"], lines))
 
 
 def _answers(port):
