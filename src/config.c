@@ -28,6 +28,7 @@ enum key_type {
 	KEY_TOKEN, /* api_token and api_token_file: resolved together by token_resolve() */
 	KEY_RETENTION, /* a duration, or "forever" (0) */
 	KEY_BOOL,
+	KEY_LISTEN,    /* metrics_listen: "", PORT, IPV4:PORT or [IPV6]:PORT */
 };
 
 struct key_def {
@@ -63,6 +64,7 @@ static const struct key_def keys[] = {
 	{ "contact_id", KEY_STRING, OFF(filter_contact_id), NULL, 0, 0 },
 	{ "call_type", KEY_STRING, OFF(filter_call_type), NULL, 0, 0 },
 	{ "log_level", KEY_LOG_LEVEL, OFF(log_level), "info", 0, 0 },
+	{ "metrics_listen", KEY_LISTEN, OFF(metrics_listen), "", 0, 0 },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -261,6 +263,7 @@ key_differs(const struct key_def *k, const struct config *a, const struct config
 		return strcmp(k->name, "api_token") == 0 && str_differs(a->api_token, b->api_token);
 	case KEY_STRING:
 	case KEY_URL:
+	case KEY_LISTEN:     /* as written: its parsed host and port follow from it */
 		return str_differs(*(char *const *)pa, *(char *const *)pb);
 	case KEY_DURATION:
 	case KEY_SIZE:
@@ -584,6 +587,87 @@ token_resolve(struct loader *ld, struct config *cfg)
 	token_check(ld, cfg);
 }
 
+/*
+ * metrics_listen: "" (off), PORT (loopback), IPV4:PORT or [IPV6]:PORT.
+ * Numeric addresses only: a host name would be resolved once at start and
+ * could mean another interface tomorrow. 0, or -1 with why[] saying what is wrong.
+ */
+int
+config_parse_listen(const char *s, char *host, size_t hostlen, int *port, char *why,
+    size_t whylen)
+{
+	const char *p, *colon;
+	unsigned char addr[sizeof(struct in6_addr)];
+	char h[INET6_ADDRSTRLEN + 1];
+	size_t hl;
+	long n = 0;
+
+	*port = 0;
+	if (*s == '\0') {
+		snprintf(host, hostlen, "%s", "");
+		return 0;
+	}
+	if (*s == '[') {
+		const char *close = strchr(s, ']');
+		if (close == NULL || close[1] != ':') {
+			snprintf(why, whylen, "an IPv6 address is written [ADDR]:PORT, e.g. [::1]:9464");
+			return -1;
+		}
+		hl = (size_t)(close - s - 1);
+		colon = close + 1;
+		p = s + 1;
+	} else if ((colon = strrchr(s, ':')) != NULL) {
+		if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
+			snprintf(why, whylen, "an IPv6 address goes in brackets: [ADDR]:PORT, e.g. "
+			    "[::1]:9464");
+			return -1;
+		}
+		hl = (size_t)(colon - s);
+		p = s;
+	} else {
+		colon = s - 1;
+		p = "127.0.0.1";
+		hl = strlen(p);
+	}
+	/* the port: 1 to 65535, digits only */
+	if (colon[1] == '\0') {
+		snprintf(why, whylen, "no port after the address");
+		return -1;
+	}
+	for (const char *d = colon + 1; *d != '\0'; d++) {
+		if (!isdigit((unsigned char)*d) || n > 65535) {
+			snprintf(why, whylen, "the port '%.40s' is not a number from 1 to 65535",
+			    colon + 1);
+			return -1;
+		}
+		n = n * 10 + (*d - '0');
+	}
+	if (n < 1 || n > 65535) {
+		snprintf(why, whylen, "the port '%.40s' is not a number from 1 to 65535", colon + 1);
+		return -1;
+	}
+	if (hl == 0 || hl >= sizeof h) {
+		snprintf(why, whylen, "no valid address before the port (numeric addresses only, "
+		    "e.g. 127.0.0.1:9464 or [::1]:9464)");
+		return -1;
+	}
+	memcpy(h, p, hl);
+	h[hl] = '\0';
+	if (inet_pton(*s == '[' ? AF_INET6 : AF_INET, h, addr) != 1) {
+		snprintf(why, whylen, "'%.60s' is not a numeric %s address (host names are not "
+		    "resolved: write e.g. 127.0.0.1:9464, 0.0.0.0:9464 or [::1]:9464)", h,
+		    *s == '[' ? "IPv6" : "IPv4");
+		return -1;
+	}
+	if (hl >= hostlen) {
+		snprintf(why, whylen, "address too long");
+		return -1;
+	}
+	memcpy(host, h, hl + 1);
+	*port = (int)n;
+	return 0;
+}
+
 static void
 loader_apply(struct loader *ld, struct config *cfg, size_t i)
 {
@@ -682,6 +766,17 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 			loader_error(ld, "%s: %s must be auto, oldest_first or newest_first, got '%s'",
 			    where, k->name, v);
 		break;
+	case KEY_LISTEN: {
+		char why[256];
+		if (config_parse_listen(v, cfg->metrics_host, sizeof cfg->metrics_host,
+		    &cfg->metrics_port, why, sizeof why) < 0) {
+			loader_error(ld, "%s: %s = '%s': %s", where, k->name, v, why);
+			break;
+		}
+		free(*(char **)dst);
+		*(char **)dst = loader_strndup(ld, v, strlen(v));
+		break;
+	}
 	case KEY_LOG_LEVEL:
 		if (log_level_parse(v, (enum log_level *)dst) < 0)
 			loader_error(ld, "%s: %s must be debug, info, warn or error, got '%s'",
@@ -880,7 +975,7 @@ config_free(struct config *cfg)
 		&cfg->path, &cfg->api_url, &cfg->api_token, &cfg->api_token_origin,
 		&cfg->database_url, &cfg->source, &cfg->filter_status,
 		&cfg->filter_assistant_id, &cfg->filter_contact_id, &cfg->filter_call_type,
-		&cfg->warnings,
+		&cfg->warnings, &cfg->metrics_listen,
 	};
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
 		wipe_free(*strings[i]);

@@ -37,6 +37,9 @@ struct config {
 	char *filter_contact_id;
 	char *filter_call_type;
 	enum log_level log_level;
+	char *metrics_listen;     /* as written; "" = no metrics listener */
+	char metrics_host[48];    /* numeric address to bind, when metrics_port > 0 */
+	int metrics_port;         /* 0 = off */
 	char *warnings;           /* to log at start, one per line; NULL = none */
 };
 
@@ -57,6 +60,12 @@ int config_parse_duration(const char *s, uint64_t *ms);
 int config_parse_size(const char *s, uint64_t *bytes);
 /* "10%" or "0.1" -> 0.1; a fraction from 0 to 1 (100%). 0 or -1. */
 int config_parse_fraction(const char *s, double *fraction);
+/*
+ * metrics_listen's value: "" (off: port 0), "9464" (127.0.0.1), "ADDR:PORT" or
+ * "[V6ADDR]:PORT", numeric addresses only. 0, or -1 with why[] saying what is wrong.
+ */
+int config_parse_listen(const char *s, char *host, size_t hostlen, int *port, char *why,
+    size_t whylen);
 /* True when any API filter is set: a 400 from the API then points at them. */
 int config_has_filters(const struct config *cfg);
 

@@ -8,6 +8,9 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 
@@ -40,6 +43,7 @@ struct fetch {
 	struct fetch_req *reqs;
 	int active;
 	long connections;           /* opened by the requests that ended */
+	struct fetch_counts counts;
 	struct fetch_sock *socks;   /* watched sockets, so fetch_free can close them all */
 };
 
@@ -245,6 +249,28 @@ cb_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
 	if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
 		events |= UV_WRITABLE;
 	return uv_poll_start(&s->poll, events, on_uv_poll) == 0 ? 0 : -1;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION and _CLOSESOCKETFUNCTION: count the sockets open now. */
+static curl_socket_t
+cb_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct fetch *f = clientp;
+	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+
+	(void)purpose;
+	if (fd != CURL_SOCKET_BAD)
+		f->counts.open_connections++;
+	return fd;
+}
+
+static int
+cb_close_socket(void *clientp, curl_socket_t fd)
+{
+	struct fetch *f = clientp;
+
+	f->counts.open_connections--;
+	return close(fd);
 }
 
 /* CURLMOPT_TIMERFUNCTION: curl wants to be called back after timeout_ms. */
@@ -458,6 +484,10 @@ fetch_get(struct fetch *f, const char *url, fetch_data_cb on_data, fetch_done_cb
 	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, f->timeout_ms);
 	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, f->timeout_ms);
 	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(r->easy, CURLOPT_OPENSOCKETFUNCTION, cb_open_socket);
+	curl_easy_setopt(r->easy, CURLOPT_OPENSOCKETDATA, f);
+	curl_easy_setopt(r->easy, CURLOPT_CLOSESOCKETFUNCTION, cb_close_socket);
+	curl_easy_setopt(r->easy, CURLOPT_CLOSESOCKETDATA, f);
 	curl_easy_setopt(r->easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
@@ -501,6 +531,20 @@ req_finish(struct fetch_req *r, CURLcode code)
 }
 
 static void
+fetch_count(struct fetch *f, const struct fetch_result *res, CURLcode code)
+{
+	if (res->http_status >= 100 && res->http_status <= 599) {
+		f->counts.status_class[res->http_status / 100]++;
+		if (res->http_status == 429)
+			f->counts.status_429++;
+	} else if (code == CURLE_OPERATION_TIMEDOUT) {
+		f->counts.timeouts++;
+	} else if (code != CURLE_OK) {
+		f->counts.errors++;
+	}
+}
+
+static void
 fetch_check_done(struct fetch *f)
 {
 	CURLMsg *msg;
@@ -519,6 +563,7 @@ fetch_check_done(struct fetch *f)
 		req_finish(r, msg->data.result);
 		/* msg dies with the handle: copy the result, then let the caller go on */
 		res = r->res;
+		fetch_count(f, &res, msg->data.result);
 		req_unlink(r);
 		r->on_done(r->arg, &res);
 		req_free(r);
@@ -539,6 +584,12 @@ int
 fetch_active(const struct fetch *f)
 {
 	return f->active;
+}
+
+const struct fetch_counts *
+fetch_counts(const struct fetch *f)
+{
+	return &f->counts;
 }
 
 long

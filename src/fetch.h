@@ -3,6 +3,7 @@
 #define VOZAGENT_FETCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -24,6 +25,15 @@ struct fetch_result {
 	char excerpt[256];          /* start of a non-2xx body, the key redacted, for messages */
 };
 
+/* What the requests that ended met, for metrics. */
+struct fetch_counts {
+	int64_t status_class[6];    /* responses by the first digit of their status, 1..5 */
+	int64_t status_429;
+	int64_t timeouts;           /* requests that timed out before a response */
+	int64_t errors;             /* other requests without a response (refused, reset, TLS) */
+	int64_t open_connections;   /* sockets open to the API now */
+};
+
 /* Receives a 2xx body slice by slice; returns 0 to go on, -1 to abort. */
 typedef int (*fetch_data_cb)(void *arg, const char *buf, size_t len);
 /* Called once per fetch_get that returned 0, unless fetch_cancel() came first. */
@@ -41,6 +51,7 @@ void fetch_cancel(struct fetch *f);
 int fetch_active(const struct fetch *f);
 /* Connections opened so far by the requests that ended (fewer than requests: reuse). */
 long fetch_connections(const struct fetch *f);
+const struct fetch_counts *fetch_counts(const struct fetch *f);
 /* Closes the libuv handles; the caller runs the loop once more to finish. */
 void fetch_free(struct fetch *f);
 /* Percent-encodes s for a query string into buf: 0, or -1 when it does not fit. */

@@ -15,7 +15,9 @@
 
 #include "config.h"
 #include "fetch.h"
+#include "httpd.h"
 #include "log.h"
+#include "metrics.h"
 #include "sched.h"
 #include "store.h"
 #include "sync.h"
@@ -36,6 +38,18 @@ enum command { CMD_RUN, CMD_ONCE, CMD_BACKFILL, CMD_MIGRATE, CMD_STATUS };
 
 static const char *const command_names[] = { "run", "once", "backfill", "migrate", "status" };
 
+/*
+ * `run` with metrics_listen: the metrics the passes report to, and the
+ * listener reading them. A reload rebuilds fetch and sync, so what their
+ * counters had reached is kept here: Prometheus counters never go back.
+ */
+struct app_serve {
+	struct metrics *metrics;
+	struct httpd *httpd;
+	struct fetch_counts fetch_before;   /* of the fetches a reload replaced */
+	int64_t retries_before;
+};
+
 struct app {
 	struct config cfg;
 	struct store *store;
@@ -54,6 +68,7 @@ struct app {
 	struct sched *sched;
 	struct config next;  /* reloaded, for the next pass */
 	int has_next;
+	struct app_serve serve;
 };
 
 /* `run` prunes the history at most this often; once and backfill once each. */
@@ -214,6 +229,8 @@ app_modules_new(struct app *a)
 		return -1;
 	}
 	sync_set_mass_delete(a->sync, a->allow_mass_delete);
+	if (a->serve.metrics != NULL)
+		sync_set_metrics(a->sync, a->serve.metrics);
 	return 0;
 }
 
@@ -221,6 +238,18 @@ app_modules_new(struct app *a)
 static void
 app_modules_free(struct app *a)
 {
+	if (a->fetch != NULL) {
+		const struct fetch_counts *fc = fetch_counts(a->fetch);
+		struct fetch_counts *kept = &a->serve.fetch_before;
+
+		for (int i = 0; i < 6; i++)
+			kept->status_class[i] += fc->status_class[i];
+		kept->status_429 += fc->status_429;
+		kept->timeouts += fc->timeouts;
+		kept->errors += fc->errors;
+	}
+	if (a->sync != NULL)
+		a->serve.retries_before += sync_retries(a->sync);
 	sync_free(a->sync);
 	fetch_free(a->fetch);
 	a->sync = NULL;
@@ -397,6 +426,87 @@ exit_code(const struct app *a, const struct sched_outcome *o)
 	return EXIT_SOFTWARE;
 }
 
+/* Resident memory from /proc/self/statm, read at each scrape; -1 when unknown. */
+static int64_t
+app_rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long size, resident;
+	int n;
+
+	if (f == NULL)
+		return -1;
+	n = fscanf(f, "%ld %ld", &size, &resident);
+	fclose(f);
+	return n == 2 ? (int64_t)resident * sysconf(_SC_PAGESIZE) : -1;
+}
+
+static int
+cb_respond(void *arg, const char *path, struct buf *body, const char **content_type)
+{
+	struct app *a = arg;
+	struct app_serve *sv = &a->serve;
+	struct timespec ts;
+	double now;
+	char why[768];
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	if (strcmp(path, "/metrics") == 0) {
+		const struct fetch_counts *fc = fetch_counts(a->fetch), *kept = &sv->fetch_before;
+		struct metrics_sample smp = {
+			.now = now, .rss_bytes = app_rss_bytes(),
+			.open_connections = fc->open_connections,
+			.concurrency = sync_concurrency(a->sync),
+			.http_timeouts = kept->timeouts + fc->timeouts,
+			.http_errors = kept->errors + fc->errors,
+			.http_429 = kept->status_429 + fc->status_429,
+			.retries = sv->retries_before + sync_retries(a->sync),
+		};
+		for (int i = 0; i < 4; i++)
+			smp.http_class[i] = kept->status_class[i + 2] + fc->status_class[i + 2];
+		*content_type = "text/plain; version=0.0.4; charset=utf-8";
+		if (metrics_render(sv->metrics, &smp, body) == 0)
+			return 200;
+		body->len = 0;
+		return 500;
+	}
+	if (strcmp(path, "/healthz") != 0)
+		return 404;
+	ok = metrics_is_healthy(sv->metrics, now, a->cfg.poll_interval_ms, why, sizeof why);
+	if (buf_append(body, why, strlen(why)) < 0 || buf_append(body, "\n", 1) < 0)
+		return 500;
+	return ok ? 200 : 503;
+}
+
+/* Only `run` serves metrics: once and backfill end before anyone would scrape twice. */
+static int
+app_serve_start(struct app *a)
+{
+	struct app_serve *sv = &a->serve;
+	char err[512];
+
+	if (a->cmd != CMD_RUN || a->cfg.metrics_port == 0)
+		return 0;
+	sv->metrics = metrics_new(a->cfg.source);
+	if (sv->metrics == NULL) {
+		log_errx("out of memory");
+		return -1;
+	}
+	sv->httpd = httpd_new(a->loop, a->cfg.metrics_host, a->cfg.metrics_port, cb_respond, a,
+	    err, sizeof err);
+	if (sv->httpd == NULL) {
+		log_errx("metrics_listen = %s: %s", a->cfg.metrics_listen, err);
+		return -1;
+	}
+	sync_set_metrics(a->sync, sv->metrics);
+	log_info("metrics_listen: serving /metrics and /healthz on http://%s%s%s:%d/",
+	    strchr(a->cfg.metrics_host, ':') != NULL ? "[" : "", a->cfg.metrics_host,
+	    strchr(a->cfg.metrics_host, ':') != NULL ? "]" : "", a->cfg.metrics_port);
+	return 0;
+}
+
 static int
 run_loop(struct app *a)
 {
@@ -424,6 +534,8 @@ run_loop(struct app *a)
 	} else if (store_cancel_on_signal(SIGTERM) < 0 || store_cancel_on_signal(SIGINT) < 0) {
 		log_warn("cannot set up cancelling statements on SIGTERM");
 		code = EXIT_SOFTWARE;
+	} else if (app_serve_start(a) < 0) {
+		code = EXIT_CONFIG;
 	} else {
 		if (a->cmd == CMD_RUN)
 			log_info("vozagent-sync %s: syncing source '%s' every %.0fs", VOZAGENT_VERSION,
@@ -435,7 +547,12 @@ run_loop(struct app *a)
 	sched_free(a->sched);
 	a->sched = NULL;
 	app_modules_free(a);
+	httpd_free(a->serve.httpd);
+	a->serve.httpd = NULL;
 	uv_run(&loop, UV_RUN_DEFAULT);
+	/* after sync_free: the pass that a stop ended reported to it */
+	metrics_free(a->serve.metrics);
+	a->serve.metrics = NULL;
 	if (uv_loop_close(&loop) != 0)
 		log_warnx("event loop closed with handles still open");
 	a->loop = NULL;

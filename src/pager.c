@@ -68,6 +68,7 @@ struct pager {
 	bool speculate;           /* a whole list: all the window's pages once one came back full */
 	int in_flight;            /* requests sent and not answered, orphans included */
 	int64_t requests;         /* requests answered (or failed), orphans included */
+	int64_t retries;          /* page requests scheduled again */
 	void (*idle)(void *arg);  /* to call once nothing is in flight */
 };
 
@@ -161,6 +162,18 @@ int64_t
 pager_requests(const struct pager *pg)
 {
 	return pg->requests;
+}
+
+int64_t
+pager_retries(const struct pager *pg)
+{
+	return pg->retries;
+}
+
+int
+pager_window(const struct pager *pg)
+{
+	return pace_window(&pg->pace);
 }
 
 /* The slot goes back to the pool; a request in flight finishes as an orphan. */
@@ -420,6 +433,7 @@ slot_retry(struct pager *pg, struct pager_slot *sl, const struct fetch_result *r
 	}
 	log_warnx("offset %" PRId64 ": %s; retrying in %.1fs", sl->page.offset, why,
 	    delay / 1000.0);
+	pg->retries++;
 	sl->state = SLOT_WAITING;
 	uv_timer_start(&sl->timer, on_slot_timer, delay, 0);
 	return true;

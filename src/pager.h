@@ -65,6 +65,10 @@ void pager_abandon(struct pager *pg);
 void pager_when_idle(struct pager *pg, void (*idle)(void *arg));
 /* Requests answered or failed, in all listings (cancelled ones not). */
 int64_t pager_requests(const struct pager *pg);
+/* Page requests retried, in all listings. */
+int64_t pager_retries(const struct pager *pg);
+/* Requests pace allows in flight now. */
+int pager_window(const struct pager *pg);
 /* Closes its handles; the caller runs the loop once more to finish. */
 void pager_free(struct pager *pg);
 

@@ -13,6 +13,7 @@
 #include "cursor.h"
 #include "decide.h"
 #include "log.h"
+#include "metrics.h"
 #include "pager.h"
 #include "revisit.h"
 #include "rows.h"
@@ -71,6 +72,8 @@ struct sync {
 	struct sync_state state;       /* the cursor as committed (or loaded) */
 	int backfill_failed;           /* auto mode: the last backfill pass failed */
 	int mass_delete_confirmed;     /* the operator said a mass deletion is real */
+	struct metrics *metrics;       /* told what each commit and pass recorded; NULL = none */
+	int64_t started_us;            /* when the pass began (realtime) */
 
 	bool start_keys_set;           /* a backfill kept the calls of its first page */
 
@@ -221,6 +224,24 @@ sync_set_mass_delete(struct sync *s, int confirmed)
 }
 
 void
+sync_set_metrics(struct sync *s, struct metrics *m)
+{
+	s->metrics = m;
+}
+
+int
+sync_concurrency(const struct sync *s)
+{
+	return pager_window(s->pager);
+}
+
+int64_t
+sync_retries(const struct sync *s)
+{
+	return pager_retries(s->pager);
+}
+
+void
 sync_free(struct sync *s)
 {
 	if (s == NULL)
@@ -249,6 +270,22 @@ sync_requests(const struct sync *s)
 	return pager_requests(s->pager) - s->requests_base;
 }
 
+/* The counters as the run's sync_runs row holds them now, to the metrics. */
+static void
+sync_report(struct sync *s)
+{
+	struct metrics_counts c = {
+		.requests = s->stats.requests, .pages = s->stats.pages,
+		.records_seen = s->stats.records_seen, .inserted = s->stats.inserted,
+		.updated = s->stats.updated, .rejected = s->stats.rejected,
+		.warnings = s->stats.warnings, .marked_deleted = s->stats.marked_deleted,
+	};
+
+	metrics_pass_progress(s->metrics, &c);
+	if (s->state.newest_started_at != ROWS_NO_TIME)
+		metrics_newest_call(s->metrics, (double)s->state.newest_started_at / 1e6);
+}
+
 /* A commit went through: its cursor and counters are the committed ones. */
 static void
 sync_took(struct sync *s, const struct sync_state *next, const struct store_stats *stats)
@@ -257,6 +294,10 @@ sync_took(struct sync *s, const struct sync_state *next, const struct store_stat
 	/* done once: the unseen calls are marked, and the seen set is gone */
 	s->state.backfill_done = s->state.pass_done = s->state.refuse_now = 0;
 	s->stats = *stats;
+	log_debug("run %" PRId64 ": committed; so far %" PRId64 " pages, %" PRId64 " calls seen, %"
+	    PRId64 " new, %" PRId64 " changed", s->run_id, s->stats.pages, s->stats.records_seen,
+	    s->stats.inserted, s->stats.updated);
+	sync_report(s);
 }
 
 /* Ends the pass in the database: nothing in flight, outcome recorded. */
@@ -282,6 +323,12 @@ sync_end(struct sync *s, const char *outcome, const char *error)
 	if (store_run_finish(s->store, s->run_id, outcome, error, &s->stats) < 0)
 		log_warnx("could not record the end of run %" PRId64 ": %s", s->run_id,
 		    store_errmsg(s->store));
+	else
+		sync_report(s);
+	metrics_pass_end(s->metrics, s->mode == SYNC_BACKFILL ? METRICS_BACKFILL :
+	    METRICS_INCREMENTAL, strcmp(outcome, "ok") == 0 ? METRICS_OK :
+	    strcmp(outcome, "interrupted") == 0 ? METRICS_INTERRUPTED : METRICS_FAILED, error,
+	    (double)s->started_us / 1e6, (double)now_usec() / 1e6);
 	track_clear(s->track);
 }
 
@@ -527,6 +574,10 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	s->done = done;
 	s->done_arg = arg;
 	s->running = 1;
+	s->started_us = now_us;
+	metrics_pass_begin(s->metrics, (double)now_us / 1e6);
+	if (pass_start_newest != ROWS_NO_TIME)
+		metrics_newest_call(s->metrics, (double)pass_start_newest / 1e6);
 	cursor_pass_begin(&s->cur, mode == SYNC_BACKFILL, s->run_id, s->cfg->page_size,
 	    (int64_t)s->cfg->lookback_ms, now_us, pass_start_newest, &s->state);
 	order = sync_order(s);
@@ -549,17 +600,17 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 			    s->cfg->source);
 	} else if (s->cur.threshold == ROWS_NO_TIME || order == ORDER_AUTO) {
 		kind = SCAN_FULL;
-		log_info("run %" PRId64 ": incremental pass of source '%s': %s, reading the whole "
+		log_debug("run %" PRId64 ": incremental pass of source '%s': %s, reading the whole "
 		    "list", s->run_id, s->cfg->source, s->cur.threshold == ROWS_NO_TIME ?
 		    "nothing mirrored yet" : "the API's order is not known");
 	} else if (order == ORDER_NEWEST_FIRST) {
 		kind = SCAN_TAIL_NEWEST;
-		log_info("run %" PRId64 ": incremental pass of source '%s' (newest first)",
+		log_debug("run %" PRId64 ": incremental pass of source '%s' (newest first)",
 		    s->run_id, s->cfg->source);
 	} else {
 		kind = SCAN_TAIL_OLDEST;
 		from = s->state.window_offset > 0 ? s->state.window_offset : 0;
-		log_info("run %" PRId64 ": incremental pass of source '%s' (oldest first, from "
+		log_debug("run %" PRId64 ": incremental pass of source '%s' (oldest first, from "
 		    "offset %" PRId64 ")", s->run_id, s->cfg->source, from);
 	}
 	if (sync_start_scan(s, kind, from) < 0) {
@@ -1073,9 +1124,10 @@ on_idle_done(void *arg)
 	if (!s->running)
 		return;
 	s->stats.requests = sync_requests(s);
-	log_info("run %" PRId64 ": done: %" PRId64 " requests over %ld new connections, %" PRId64
-	    " calls seen, %" PRId64 " new, %" PRId64 " changed, %" PRId64 " marked deleted, %"
-	    PRId64 " warnings, %" PRId64 " rejected", s->run_id, s->stats.requests,
+	log_info("run %" PRId64 ": %s pass done in %.1fs: %" PRId64 " requests over %ld new "
+	    "connections, %" PRId64 " calls seen, %" PRId64 " new, %" PRId64 " changed, %" PRId64
+	    " marked deleted, %" PRId64 " warnings, %" PRId64 " rejected", s->run_id,
+	    sync_mode_name(s->mode), (double)(now_usec() - s->started_us) / 1e6, s->stats.requests,
 	    fetch_connections(s->fetch) - s->connections_base, s->stats.records_seen,
 	    s->stats.inserted, s->stats.updated, s->stats.marked_deleted, s->stats.warnings,
 	    s->stats.rejected);

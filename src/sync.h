@@ -2,6 +2,8 @@
 #ifndef VOZAGENT_SYNC_H
 #define VOZAGENT_SYNC_H
 
+#include <stdint.h>
+
 #include <uv.h>
 
 #include "config.h"
@@ -38,6 +40,13 @@ int sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg
 /* Abandons the pass in flight (nothing half-written stays); done is not called. */
 void sync_stop(struct sync *s);
 int sync_running(const struct sync *s);
+struct metrics;
+
+/* Each commit and the end of each pass are reported to m (borrowed; NULL = none). */
+void sync_set_metrics(struct sync *s, struct metrics *m);
+/* Pages the pace allows in flight now, and page requests retried so far. */
+int sync_concurrency(const struct sync *s);
+int64_t sync_retries(const struct sync *s);
 /* The operator confirmed that a backfill may mark any number of calls deleted. */
 void sync_set_mass_delete(struct sync *s, int confirmed);
 const char *sync_errmsg(const struct sync *s);

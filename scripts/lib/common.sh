@@ -30,6 +30,9 @@ VOZ_PACKAGES=(
 	valgrind
 	# systemd-analyze verify/security on the units (tests/units/check_units.sh)
 	systemd
+	# promtool, which e2e_metrics runs on /metrics (the package also brings the
+	# Prometheus server, 19 MB, and its unit; only promtool is used)
+	prometheus
 )
 
 step() { printf '==> %s\n' "$*" >&2; }

@@ -1001,7 +1001,56 @@ test_reloadable_keys(void)
 		ASSERT_TRUE(config_key_is_reloadable(reloadable[i]));
 }
 
+/* metrics_listen: a port alone is loopback; numeric addresses only; every error names the line. */
+static void
+test_metrics_listen(void)
+{
+	ASSERT_EQ_INT(load(""), 0);
+	ASSERT_EQ_INT(cfg.metrics_port, 0);
+	config_free(&cfg);
+	ASSERT_EQ_INT(load("metrics_listen = 9464\n"), 0);
+	ASSERT_EQ_STR(cfg.metrics_host, "127.0.0.1");
+	ASSERT_EQ_INT(cfg.metrics_port, 9464);
+	config_free(&cfg);
+	ASSERT_EQ_INT(load("metrics_listen = 0.0.0.0:1\n"), 0);
+	ASSERT_EQ_STR(cfg.metrics_host, "0.0.0.0");
+	ASSERT_EQ_INT(cfg.metrics_port, 1);
+	config_free(&cfg);
+	ASSERT_EQ_INT(load("metrics_listen = [::1]:65535\n"), 0);
+	ASSERT_EQ_STR(cfg.metrics_host, "::1");
+	ASSERT_EQ_INT(cfg.metrics_port, 65535);
+	config_free(&cfg);
+	ASSERT_EQ_INT(load("# bad ones, each on its line\n"
+	    "metrics_listen = 127.0.0.1:65536\n"), -1);
+	ASSERT_ERR_LINE(2, "metrics_listen = '127.0.0.1:65536': the port '65536' is not a number "
+	    "from 1 to 65535");
+	ASSERT_EQ_INT(load("metrics_listen = localhost:9464\n"), -1);
+	ASSERT_ERR_LINE(1, "'localhost' is not a numeric IPv4 address (host names are not resolved");
+	ASSERT_EQ_INT(load("metrics_listen = ::1:9464\n"), -1);
+	ASSERT_ERR_LINE(1, "an IPv6 address goes in brackets");
+	ASSERT_EQ_INT(load("metrics_listen = [::1]\n"), -1);
+	ASSERT_ERR_LINE(1, "an IPv6 address is written [ADDR]:PORT");
+	ASSERT_EQ_INT(load("metrics_listen = [127.0.0.1]:80\n"), -1);
+	ASSERT_ERR_LINE(1, "not a numeric IPv6 address");
+	ASSERT_EQ_INT(load("metrics_listen = 127.0.0.1:\n"), -1);
+	ASSERT_ERR_LINE(1, "no port after the address");
+	ASSERT_EQ_INT(load("metrics_listen = :9464\n"), -1);
+	ASSERT_ERR_LINE(1, "no valid address before the port");
+	ASSERT_EQ_INT(load("metrics_listen = 0\n"), -1);
+	ASSERT_ERR_LINE(1, "the port '0' is not a number from 1 to 65535");
+	ASSERT_EQ_INT(load("metrics_listen = 99999999999999999999\n"), -1);
+	ASSERT_ERR_LINE(1, "is not a number from 1 to 65535");
+	ASSERT_EQ_INT(load("metrics_listen = 1.2.3:80\n"), -1);
+	ASSERT_ERR_LINE(1, "'1.2.3' is not a numeric IPv4 address");
+	/* the environment names itself */
+	setenv("VOZAGENT_METRICS_LISTEN", "x", 1);
+	ASSERT_EQ_INT(load(""), -1);
+	ASSERT_ERR_LINE(0, "VOZAGENT_METRICS_LISTEN: metrics_listen = 'x': the port 'x'");
+	unsetenv("VOZAGENT_METRICS_LISTEN");
+}
+
 static const struct test_case tests[] = {
+	TEST(test_metrics_listen),
 	TEST(test_duration_valid),
 	TEST(test_duration_invalid),
 	TEST(test_fraction),
