@@ -28,6 +28,8 @@ VOZ_PACKAGES=(
 	clang libclang-rt-14-dev
 	# end-to-end tests under memcheck
 	valgrind
+	# the man page's lint, and the .deb: cpack's Depends: (dpkg-shlibdeps, file), lintian
+	mandoc lintian dpkg-dev file
 )
 
 step() { printf '==> %s\n' "$*" >&2; }
