@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include "check.h"
 #include "config.h"
 #include "fetch.h"
 #include "httpd.h"
@@ -34,9 +35,10 @@ enum {
 	EXIT_CONFIG = 78,
 };
 
-enum command { CMD_RUN, CMD_ONCE, CMD_BACKFILL, CMD_MIGRATE, CMD_STATUS };
+enum command { CMD_RUN, CMD_ONCE, CMD_BACKFILL, CMD_MIGRATE, CMD_STATUS, CMD_CHECK };
 
-static const char *const command_names[] = { "run", "once", "backfill", "migrate", "status" };
+static const char *const command_names[] = { "run", "once", "backfill", "migrate", "status",
+    "check" };
 
 /*
  * `run` with metrics_listen: the metrics the passes report to, and the
@@ -89,6 +91,8 @@ usage(FILE *out)
 	    "  backfill   a full pass from the start of the list (resumes if interrupted)\n"
 	    "  migrate    create or upgrade the database schema, then exit\n"
 	    "  status     show where each source stands\n"
+	    "  check      check the configuration, the API and the database, then exit:\n"
+	    "             0 all OK, 78 configuration, 77 key refused, 69 database, 75 API down\n"
 	    "\n"
 	    "options:\n"
 	    "  -c, --config FILE  configuration file (default %s when it exists)\n"
@@ -651,10 +655,27 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
+	/* check loads the configuration itself: a bad one is one of its findings */
+	if (a.cmd == CMD_CHECK && !check_only) {
+		static const int check_exit[] = { [CHECK_OK] = EXIT_OK, [CHECK_CONFIG] = EXIT_CONFIG,
+		    [CHECK_AUTH] = EXIT_NOPERM, [CHECK_DATABASE] = EXIT_UNAVAILABLE,
+		    [CHECK_API] = EXIT_TEMPFAIL };
+		enum check_result cr;
+
+		signal(SIGPIPE, SIG_IGN);
+		if (fetch_global_init() < 0) {
+			fprintf(stderr, "vozagent-sync: cannot set up libcurl\n");
+			return EXIT_SOFTWARE;
+		}
+		cr = check_all(path, stdout);
+		fetch_global_cleanup();
+		return check_exit[cr];
+	}
+
 	a.env_token = getenv("VOZAGENT_API_TOKEN") != NULL;
 	/* configuration first: every mistake is reported before any network work */
 	if (config_load(&a.cfg, path, a.cmd == CMD_RUN || a.cmd == CMD_ONCE ||
-	    a.cmd == CMD_BACKFILL, err, sizeof err) < 0) {
+	    a.cmd == CMD_BACKFILL || a.cmd == CMD_CHECK, err, sizeof err) < 0) {
 		fprintf(stderr, "vozagent-sync: configuration error%s:\n%s\n",
 		    strchr(err, '\n') != NULL ? "s" : "", err);
 		return EXIT_CONFIG;

@@ -1362,3 +1362,67 @@ store_print_status(struct store *s, FILE *out)
 	PQclear(sources);
 	return 0;
 }
+
+/*
+ * The writer's rights of docs/writer-role.sql, each one the role lacks named
+ * once. has_*_privilege with a list is true when any is held: one per call.
+ */
+static const char rights_missing_sql[] =
+    "SELECT concat_ws(', ',"
+    " CASE WHEN NOT has_database_privilege(current_database(), 'TEMPORARY')"
+    "  THEN 'TEMPORARY on the database' END,"
+    " CASE WHEN NOT has_schema_privilege('vozagent', 'USAGE')"
+    "  THEN 'USAGE on schema vozagent' END,"
+    " (SELECT string_agg(p || ' on ' || c.oid::regclass::text, ', ' ORDER BY c.relname, p)"
+    "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,"
+    "  unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) p"
+    "  WHERE n.nspname = 'vozagent' AND c.relkind IN ('r', 'p')"
+    "  AND NOT has_table_privilege(c.oid, p)),"
+    " (SELECT string_agg('USAGE on ' || c.oid::regclass::text, ', ' ORDER BY c.relname)"
+    "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "  WHERE n.nspname = 'vozagent'"
+    /* CASE: the planner may ask has_sequence_privilege before it filters on relkind */
+    "  AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege(c.oid, 'USAGE') END),"
+    " (SELECT string_agg('EXECUTE on ' || f.oid::regprocedure::text, ', ' ORDER BY f.proname)"
+    "  FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace"
+    "  WHERE n.nspname = 'vozagent' AND NOT has_function_privilege(f.oid, 'EXECUTE')))";
+
+int
+store_inspect(struct store *s, struct store_inspection *out)
+{
+	PGresult *res;
+
+	memset(out, 0, sizeof *out);
+	out->latest = migrations[migrations_count - 1].version;
+	/* without USAGE the schema's version cannot even be read: that is the finding */
+	res = store_select(s, "SELECT coalesce((SELECT has_schema_privilege(oid, 'USAGE')"
+	    " FROM pg_namespace WHERE nspname = 'vozagent'), true)",
+	    "cannot ask PostgreSQL whether this role may use schema vozagent");
+	if (res == NULL)
+		return -1;
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		out->current = -1;
+		snprintf(out->missing, sizeof out->missing, "USAGE on schema vozagent");
+	}
+	PQclear(res);
+	if (out->current < 0)
+		return 0;
+	if (store_schema_version(s, &out->current) < 0)
+		return -1;
+	/* what migrate needs: CREATE SCHEMA checks the database's CREATE even when it exists */
+	res = store_select(s, "SELECT has_database_privilege(current_database(), 'CREATE') AND"
+	    " coalesce((SELECT has_schema_privilege(oid, 'CREATE') FROM pg_namespace"
+	    " WHERE nspname = 'vozagent'), true)", "cannot ask PostgreSQL what this role may create");
+	if (res == NULL)
+		return -1;
+	out->may_migrate = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (out->current == 0)
+		return 0;
+	res = store_select(s, rights_missing_sql, "cannot ask PostgreSQL what this role may write");
+	if (res == NULL)
+		return -1;
+	snprintf(out->missing, sizeof out->missing, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return 0;
+}

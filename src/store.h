@@ -122,6 +122,17 @@ bool store_is_stopping(void);
 int store_prune(struct store *s, const char *source, uint64_t retention_ms, int64_t *runs,
     int64_t *rejects);
 
+/* What `check` reports of the database, without changing it. */
+struct store_inspection {
+	int current;              /* the schema's version; 0 = not created, -1 = no USAGE */
+	int latest;               /* the newest this binary knows */
+	bool may_migrate;         /* the role may create the schema and its tables */
+	char missing[512];        /* the writer's rights the role lacks, "" = none (cut to fit) */
+};
+
+/* After store_connect: the schema's version and the role's rights. */
+int store_inspect(struct store *s, struct store_inspection *out);
+
 /* Where every source stands, for a person. */
 int store_print_status(struct store *s, FILE *out);
 

@@ -384,6 +384,28 @@ url_param(struct buf *url, const char *key, const char *value)
 	return 0;
 }
 
+char *
+sync_list_url(const struct config *c, int limit, const char *status, const char *contact_id)
+{
+	struct buf url;
+	int n;
+
+	buf_init(&url, SYNC_URL_MAX - 24);
+	n = snprintf(NULL, 0, "%s/calls?limit=%d", c->api_url, limit);
+	if (n >= 0 && buf_reserve(&url, (size_t)n + 1) == 0) {
+		snprintf(url.data, url.cap, "%s/calls?limit=%d", c->api_url, limit);
+		url.len = (size_t)n;
+		if (url_param(&url, "status", status) == 0 &&
+		    url_param(&url, "contact_id", contact_id) == 0 &&
+		    url_param(&url, "assistant_id", c->filter_assistant_id) == 0 &&
+		    url_param(&url, "call_type", c->filter_call_type) == 0 &&
+		    buf_append(&url, "&offset=", 9) == 0)
+			return url.data;
+	}
+	buf_free(&url);
+	return NULL;
+}
+
 /*
  * s->prefix for the scan s->cur.scan: the request URL up to the offset the
  * pager appends. 0, or -1 with s->err set (never a cut URL: the longest
@@ -394,27 +416,15 @@ sync_build_prefix(struct sync *s)
 {
 	const struct config *c = s->cfg;
 	int contact_scan = s->cur.scan == SCAN_CONTACT;
-	struct buf url;
-	int n;
+	char *prefix;
 
-	buf_init(&url, SYNC_URL_MAX - 24);
-	n = snprintf(NULL, 0, "%s/calls?limit=%d", c->api_url, c->page_size);
-	if (n >= 0 && buf_reserve(&url, (size_t)n + 1) == 0) {
-		snprintf(url.data, url.cap, "%s/calls?limit=%d", c->api_url, c->page_size);
-		url.len = (size_t)n;
-		if (url_param(&url, "status", s->cur.scan == SCAN_UNFINISHED ? "in-progress" :
-		    c->filter_status) == 0 &&
-		    url_param(&url, "contact_id", contact_scan ? s->scan_value :
-		    c->filter_contact_id) == 0 &&
-		    url_param(&url, "assistant_id", c->filter_assistant_id) == 0 &&
-		    url_param(&url, "call_type", c->filter_call_type) == 0 &&
-		    buf_append(&url, "&offset=", 9) == 0) {
-			free(s->prefix);
-			s->prefix = url.data;
-			return 0;
-		}
+	prefix = sync_list_url(c, c->page_size, s->cur.scan == SCAN_UNFINISHED ? "in-progress" :
+	    c->filter_status, contact_scan ? s->scan_value : c->filter_contact_id);
+	if (prefix != NULL) {
+		free(s->prefix);
+		s->prefix = prefix;
+		return 0;
 	}
-	buf_free(&url);
 	snprintf(s->err, sizeof s->err, "cannot build the request URL: it would be longer than "
 	    "%d bytes (or memory is out)%s", SYNC_URL_MAX, contact_scan ?
 	    "; the contact_id of a call to refresh is that long" :

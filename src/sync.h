@@ -54,5 +54,12 @@ const char *sync_errmsg(const struct sync *s);
 void sync_free(struct sync *s);
 
 const char *sync_mode_name(enum sync_mode mode);
+/*
+ * The listing URL with cfg's filters (status and contact_id given, as a scan
+ * narrows them), up to the offset: "...&offset=". Malloc'd; NULL when it would
+ * be too long for a server or memory is out.
+ */
+char *sync_list_url(const struct config *cfg, int limit, const char *status,
+    const char *contact_id);
 
 #endif

@@ -30,9 +30,8 @@ VOZ_PACKAGES=(
 	valgrind
 	# systemd-analyze verify/security on the units (tests/units/check_units.sh)
 	systemd
-	# promtool, which e2e_metrics runs on /metrics (the package also brings the
-	# Prometheus server, 19 MB, and its unit; only promtool is used)
-	prometheus
+	# the man page's lint, and the .deb: cpack's Depends: (dpkg-shlibdeps, file), lintian
+	mandoc lintian dpkg-dev file
 )
 
 step() { printf '==> %s\n' "$*" >&2; }
@@ -90,6 +89,41 @@ ensure_packages() {
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
 		install -y -q --no-install-recommends "${missing[@]}" ||
 		die "apt-get install failed for: ${missing[*]}"
+}
+
+# promtool checks what /metrics serves (e2e_metrics). Debian ships it only in
+# the prometheus package, which would also install, enable and start a
+# Prometheus server on this machine; so that package is downloaded, not
+# installed, and only promtool is unpacked from it into build-tools/bin, which
+# goes first on PATH. Without it e2e_metrics says so and checks the rest.
+ensure_promtool() {
+	local dir=$VOZ_ROOT/build-tools tmp
+	if command -v promtool >/dev/null 2>&1; then
+		return 0
+	fi
+	if [ -x "$dir/bin/promtool" ]; then
+		export PATH="$dir/bin:$PATH"
+		return 0
+	fi
+	if [ "${VOZAGENT_SKIP_PACKAGES:-}" = 1 ]; then
+		return 0
+	fi
+	step "promtool: unpacking it from Debian's prometheus package (not installing it)"
+	tmp=$(mktemp -d)
+	# apt-get download needs the package lists; a fresh machine may have none
+	if ! (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1); then
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+			update -q >/dev/null || true
+	fi
+	if { ls "$tmp"/prometheus_*.deb >/dev/null 2>&1 ||
+		(cd "$tmp" && apt-get download -q prometheus >/dev/null); } &&
+		dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root" &&
+		mkdir -p "$dir/bin" && cp "$tmp/root/usr/bin/promtool" "$dir/bin/"; then
+		export PATH="$dir/bin:$PATH"
+	else
+		warn "cannot get promtool from Debian's prometheus package: e2e_metrics will not run it"
+	fi
+	rm -rf "$tmp"
 }
 
 # Installing postgresql-NN on Debian creates and starts a "main" cluster on
