@@ -103,6 +103,13 @@ def compare(c, port, want_running=None):
     return text, vals, after
 
 
+def compare_until(c, port):
+    r = None
+    while r is None:
+        r = compare(c, port)
+    return r
+
+
 def promtool_check(text):
     tool = shutil.which("promtool")
     if tool is None:
@@ -118,8 +125,10 @@ def counters(order):
     """The counters equal sync_runs mid-pass and between passes; HELP/TYPE for every family."""
     port = free_port()
     with h.Case("metrics", order=order, seed=61, calls=400, page_size=10,
-                env={"VOZAGENT_POLL_INTERVAL": "2s", "VOZAGENT_CONCURRENCY": "2",
+                env={"VOZAGENT_POLL_INTERVAL": "2s",
                      "VOZAGENT_METRICS_LISTEN": str(port)}) as c:
+        # in the file, not the environment: a reload below changes it
+        c.write_config("concurrency = 2\n")
         c.sim.config(delay_ms=100)
         p = c.spawn("run")
         c.wait_for("the listener", lambda: p.poll() is not None or _answers(port), timeout=30)
@@ -144,10 +153,17 @@ def counters(order):
                    r[2].get(("incremental", "ok"), 0) >= 1)(compare(c, port, want_running=False)),
                    timeout=60, interval=0.1)
         c.assert_exact("after the passes")
-        r = None
-        while r is None:
-            r = compare(c, port)
-        text, vals, sums = r
+        # a reload rebuilds the HTTP client and the pass machinery: counters carry on
+        incremental_ok = compare_until(c, port)[2].get(("incremental", "ok"), 0)
+        c.write_config("concurrency = 3\n")
+        os.kill(p.pid, signal.SIGHUP)
+        c.wait_for("an ok pass with the reloaded configuration", lambda: p.poll() is not None or
+                   (lambda r: r is not None and r[2].get(("incremental", "ok"), 0) >=
+                    incremental_ok + 2)(compare(c, port, want_running=False)),
+                   timeout=60, interval=0.1)
+        check("reloaded configuration in effect" in c._read("bin%d.err" % p.e2e_n),
+              "the reload was not applied")
+        text, vals, sums = compare_until(c, port)
         check(sums["pages"] > 0 and sums["inserted"] == 400, "sync_runs sums: %s" % sums)
         for name, typ in FAMILIES.items():
             check("# HELP vozagent_sync_%s " % name in text, "no HELP for %s" % name)

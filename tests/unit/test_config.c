@@ -979,6 +979,15 @@ test_changed_keys(void)
 	/* a filter set where there was none differs; max 0 only counts */
 	ASSERT_EQ_UINT(config_changed_keys(&next, &cfg, NULL, 0), 9);
 	config_free(&next);
+	config_free(&cfg);
+
+	/* metrics_listen compares as written: another port is another listener */
+	ASSERT_EQ_INT(load("api_token = k1\nmetrics_listen = 9464\n"), 0);
+	ASSERT_EQ_INT(config_load(&next, tmp_file("m.conf", "api_token = k1\n"
+	    "metrics_listen = 9465\n"), 0, err, sizeof err), 0);
+	ASSERT_EQ_UINT(config_changed_keys(&cfg, &next, names, 8), 1);
+	ASSERT_EQ_STR(names[0], "metrics_listen");
+	config_free(&next);
 }
 
 static void
