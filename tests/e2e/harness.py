@@ -256,6 +256,27 @@ def find_tool(name):
     return p
 
 
+class Role:
+    """A login role of the shared cluster, dropped (with its grants) at the end."""
+
+    def __init__(self, pg, prefix):
+        self.pg = pg
+        self.name = "%s_%d" % (prefix, os.getpid())
+
+    def __enter__(self):
+        self.drop()
+        self.pg.psql('CREATE ROLE "%s" LOGIN' % self.name)
+        return self
+
+    def __exit__(self, *exc):
+        self.drop()
+        return False
+
+    def drop(self):
+        # its grants live in the case's database, dropped before this runs
+        self.pg.psql('DROP ROLE IF EXISTS "%s"' % self.name, check_rc=False)
+
+
 class PG:
     """The test cluster described by the VOZAGENT_TEST_PGENV file."""
 

@@ -7,22 +7,13 @@ proxy page that echoes the Authorization header)."""
 
 import os
 import re
-import socket
 import subprocess
 
+import faultlib as fl
 import harness as h
 from harness import check
 
 WRITER_SQL = os.path.join(h.REPO, "docs", "writer-role.sql")
-
-
-def closed_port():
-    """A TCP port on loopback nobody listens on (bound, then closed)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def lines(r, what):
@@ -48,25 +39,6 @@ def check_run(c, env=None, config=None):
 
 def list_requests(c):
     return [x for x in c.sim.requests() if x["path"].endswith("/calls")]
-
-
-class Role:
-    """A login role of the shared cluster, dropped (with its grants) at the end."""
-
-    def __init__(self, pg, prefix):
-        self.pg, self.name = pg, "%s_%d" % (prefix, os.getpid())
-
-    def __enter__(self):
-        self.drop()
-        self.pg.psql('CREATE ROLE "%s" LOGIN' % self.name)
-        return self
-
-    def __exit__(self, *exc):
-        self.drop()
-        return False
-
-    def drop(self):
-        self.pg.psql('DROP ROLE IF EXISTS "%s"' % self.name, check_rc=False)
 
 
 def conninfo_as(c, role):
@@ -152,7 +124,7 @@ def key_refused():
 def api_down():
     with h.Case("check_api_down", calls=10) as c:
         c.expect_rc(c.run("migrate"), 0, "migrate")
-        url = "http://127.0.0.1:%d/v1" % closed_port()
+        url = "http://127.0.0.1:%d/v1" % fl.closed_port()
         r = check_run(c, env={"VOZAGENT_API_URL": url})
         c.expect_rc(r, 75, "the API on a closed port")
         expect_line(r, "API", r"FAIL: cannot reach %s: .*check api_url" % re.escape(url))
@@ -171,13 +143,13 @@ def api_down():
         # both away: the database is the more lasting problem
         r = check_run(c, env={"VOZAGENT_API_URL": url, "VOZAGENT_DATABASE_URL":
                               "host=127.0.0.1 port=%d dbname=x connect_timeout=5"
-                              % closed_port()})
+                              % fl.closed_port()})
         c.expect_rc(r, 69, "API and database both unreachable")
 
 
 def database_unreachable():
     with h.Case("check_db_down", calls=10) as c:
-        port = closed_port()
+        port = fl.closed_port()
         r = check_run(c, env={"VOZAGENT_DATABASE_URL":
                               "host=127.0.0.1 port=%d dbname=x connect_timeout=5" % port})
         c.expect_rc(r, 69, "PostgreSQL on a closed port")
@@ -188,7 +160,7 @@ def database_unreachable():
 
 def writer_role():
     """A role without CREATE: an unmigrated schema and missing grants are failures, named."""
-    with h.Case("check_writer", calls=10) as c, Role(c.pg, "e2e_chk_writer") as w:
+    with h.Case("check_writer", calls=10) as c, h.Role(c.pg, "e2e_chk_writer") as w:
         env = {"VOZAGENT_DATABASE_URL": conninfo_as(c, w.name)}
         r = check_run(c, env=env)
         c.expect_rc(r, 69, "a schema not migrated, and a role that may not migrate it")

@@ -52,27 +52,6 @@ def conninfo_as(c, role, extra=""):
                                                      extra)
 
 
-class Role:
-    """A login role of the shared cluster, dropped (with its grants) at the end."""
-
-    def __init__(self, pg, prefix):
-        self.pg = pg
-        self.name = "%s_%d" % (prefix, os.getpid())
-
-    def __enter__(self):
-        self.drop()
-        self.pg.psql('CREATE ROLE "%s" LOGIN' % self.name)
-        return self
-
-    def __exit__(self, *exc):
-        self.drop()
-        return False
-
-    def drop(self):
-        # its grants live in the case's database, dropped before this runs
-        self.pg.psql('DROP ROLE IF EXISTS "%s"' % self.name, check_rc=False)
-
-
 def grant_writer(c, role):
     """docs/writer-role.sql as the owner, as the README tells the operator to."""
     p = subprocess.run([c.pg.psql_bin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v",
@@ -125,7 +104,7 @@ def database_not_utf8():
 
 def least_privilege():
     with h.Case("pgs_writer", seed=473, calls=120, page_size=25,
-                env={"VOZAGENT_POLL_INTERVAL": "1s"}) as c, Role(c.pg, "e2e_writer") as w:
+                env={"VOZAGENT_POLL_INTERVAL": "1s"}) as c, h.Role(c.pg, "e2e_writer") as w:
         c.expect_rc(c.run("migrate"), 0, "migrate as the owner")
         grant_writer(c, w.name)
         check(c.scalar("select has_database_privilege('%s', current_database(), 'CREATE') "
@@ -159,7 +138,7 @@ def least_privilege():
 
 def prepare_fails_after_reconnect():
     with h.Case("pgs_prepfail", seed=474, calls=300, page_size=10) as c, \
-            Role(c.pg, "e2e_prep") as w:
+            h.Role(c.pg, "e2e_prep") as w:
         c.expect_rc(c.run("migrate"), 0)
         grant_writer(c, w.name)
         c.sim.config(delay_ms=40)
