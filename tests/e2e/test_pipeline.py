@@ -168,8 +168,9 @@ def pg_restart(order, seed):
             for at in (300, 1500):
                 c.wait_for("%d calls committed" % at, lambda: p.poll() is not None or
                            c.count_calls() >= at, timeout=60)
-                check(p.poll() is None, "the backfill ended (%s) before the restart"
-                      % p.returncode)
+                if p.poll() is not None:
+                    check(False, "the backfill ended (%s) before the restart:\n%s"
+                          % (p.returncode, h.tail(c.wait(p, 1).err, 15)))
                 cl.restart()
                 h.log("restarted PostgreSQL with %d calls committed" % c.count_calls())
             r = c.wait(p, 120)
