@@ -199,6 +199,13 @@ app_prune(struct app *a)
 		    " old rejects of source '%s'", runs, rejects, a->cfg.source);
 }
 
+/* The poll_interval in force: a reload moves the next pass at once, before its next pass. */
+static uint64_t
+app_poll_interval(const struct app *a)
+{
+	return a->has_next ? a->next.poll_interval_ms : a->cfg.poll_interval_ms;
+}
+
 static void
 app_fetch_opts(const struct config *cfg, struct fetch_opts *fo)
 {
@@ -399,8 +406,7 @@ cb_reload(void *arg, char *status, size_t statuslen)
 	}
 	/* these two are no pass's: at once */
 	log_init(a->has_next ? a->next.log_level : a->cfg.log_level);
-	sched_set_interval(a->sched, a->has_next ? a->next.poll_interval_ms :
-	    a->cfg.poll_interval_ms);
+	sched_set_interval(a->sched, app_poll_interval(a));
 	snprintf(status, statuslen, n == 0 ? "Configuration reloaded; nothing changed" :
 	    "Configuration reloaded; in effect from the next pass");
 }
@@ -478,7 +484,8 @@ cb_respond(void *arg, const char *path, struct buf *body, const char **content_t
 	}
 	if (strcmp(path, "/healthz") != 0)
 		return 404;
-	ok = metrics_is_healthy(sv->metrics, now, a->cfg.poll_interval_ms, why, sizeof why);
+	/* the interval passes are due at now, which a reload may have changed already */
+	ok = metrics_is_healthy(sv->metrics, now, app_poll_interval(a), why, sizeof why);
 	if (buf_append(body, why, strlen(why)) < 0 || buf_append(body, "\n", 1) < 0)
 		return 500;
 	return ok ? 200 : 503;

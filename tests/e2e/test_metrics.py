@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 
 import harness as h
 from harness import check
@@ -233,7 +234,8 @@ def health_and_http():
     bad metrics_listen and a port in use."""
     port = free_port()
     with h.Case("metrics_health", calls=60, page_size=20,
-                env={"VOZAGENT_POLL_INTERVAL": "1s", "VOZAGENT_METRICS_LISTEN": str(port)}) as c:
+                env={"VOZAGENT_METRICS_LISTEN": str(port)}) as c:
+        c.write_config("poll_interval = 1s\n")    # a reload at the end lengthens it
         # a bad value: 78 at once, naming the key and where it was set
         r = c.run("run", env={"VOZAGENT_METRICS_LISTEN": "localhost:9464"})
         c.expect_rc(r, 78, "metrics_listen = localhost:9464")
@@ -301,6 +303,16 @@ def health_and_http():
         c.wait_for("/healthz 200 again", lambda: get(port, "/healthz")[0] == 200, timeout=60,
                    interval=0.2)
         c.assert_exact("after the API recovered")
+
+        # a reload to a longer interval: /healthz judges by it at once, not after the pass
+        # that applies it (which is now a minute away)
+        c.write_config("poll_interval = 60s\n")
+        os.kill(p.pid, signal.SIGHUP)
+        c.wait_for("the reload", lambda: "poll_interval changed" in c._read("bin%d.err" % p.e2e_n),
+                   timeout=30)
+        time.sleep(h.scaled(4.5))    # past 3 of the old intervals since the last pass
+        st, _, body = get(port, "/healthz")
+        check(st == 200, "/healthz after a reload to a longer poll_interval: %s %r" % (st, body))
         h.terminate(p, signal.SIGTERM)
         check(c.wait(p, 10).rc == 0, "run did not exit 0 on SIGTERM")
 
