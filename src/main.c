@@ -590,6 +590,11 @@ main(int argc, char **argv)
 
 	memset(&a, 0, sizeof a);
 	/*
+	 * A reload is run's, once its loop is up (sched takes SIGHUP over then);
+	 * until then, and for every other command, SIGHUP must not kill it.
+	 */
+	signal(SIGHUP, SIG_IGN);
+	/*
 	 * The API key is in this process's memory: no core file, and no
 	 * ptrace or /proc/PID/mem for other processes of the same user.
 	 */
