@@ -18,6 +18,8 @@
 
 #include <libpq-fe.h>
 
+#include "utf8.h"
+
 #define CONFIG_LINE_MAX 4096
 #define CONFIG_TOKEN_MAX 4096
 #define CONFIG_DURATION_MAX_MS (100ull * 366 * 86400 * 1000)
@@ -242,6 +244,15 @@ config_has_filters(const struct config *cfg)
 {
 	return cfg->filter_status != NULL || cfg->filter_assistant_id != NULL ||
 	    cfg->filter_contact_id != NULL || cfg->filter_call_type != NULL;
+}
+
+static bool
+config_is_text(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return utf8_is_valid((const unsigned char *)s, strlen(s));
 }
 
 static bool
@@ -904,6 +915,10 @@ config_check(struct loader *ld, struct config *cfg)
 		    "keep all history", ld->set[key_find("history_retention", 17) - keys].where);
 	if (*cfg->source == '\0')
 		loader_error(ld, "%s: source must not be empty",
+		    ld->set[key_find("source", 6) - keys].where);
+	/* it names rows in a UTF-8 database and labels every metric: text, one line */
+	else if (!config_is_text(cfg->source))
+		loader_error(ld, "%s: source must be UTF-8 text without control characters",
 		    ld->set[key_find("source", 6) - keys].where);
 	if (cfg->filter_call_type != NULL && strcmp(cfg->filter_call_type, "inbound") != 0 &&
 	    strcmp(cfg->filter_call_type, "outbound") != 0)

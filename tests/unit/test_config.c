@@ -1058,8 +1058,22 @@ test_metrics_listen(void)
 	unsetenv("VOZAGENT_METRICS_LISTEN");
 }
 
+/* source names rows and labels metrics: Latin-1 or a control character would break both */
+static void
+test_source_text(void)
+{
+	ASSERT_EQ_INT(load("source = acm\xc3\xa9\n"), 0);
+	ASSERT_EQ_STR(cfg.source, "acm\xc3\xa9");
+	config_free(&cfg);
+	ASSERT_EQ_INT(load("# Latin-1\nsource = acm\xe9\n"), -1);
+	ASSERT_ERR_LINE(2, "source must be UTF-8 text without control characters");
+	ASSERT_EQ_INT(load("source = a\x01b\n"), -1);
+	ASSERT_ERR_LINE(1, "source must be UTF-8 text without control characters");
+}
+
 static const struct test_case tests[] = {
 	TEST(test_metrics_listen),
+	TEST(test_source_text),
 	TEST(test_duration_valid),
 	TEST(test_duration_invalid),
 	TEST(test_fraction),
