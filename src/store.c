@@ -355,6 +355,21 @@ store_is_read_only_error(const PGresult *res)
 	return state != NULL && strcmp(state, "25006") == 0;
 }
 
+/*
+ * SQLSTATE class 08 (connection exception), or 57P01-57P03: the server is
+ * shutting down, crashed, or not accepting connections yet. libpq hands
+ * the FATAL message over before it has read the end of the connection, so
+ * the connection can still look good at that moment.
+ */
+static bool
+store_is_gone_error(const PGresult *res)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return state != NULL && (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+	    strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0);
+}
+
 /* Records an error: what we were doing, then libpq's words on one line. */
 static int
 store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
@@ -391,6 +406,8 @@ store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
 	if (store_is_read_only_error(res)) {
 		store_close(s);
 		snprintf(s->err + n, sizeof s->err - n, " (the server is read-only)");
+	} else if (store_is_gone_error(res)) {
+		store_close(s);
 	}
 	s->conn_lost = s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK;
 	if (s->conn_lost && s->cancel != NULL) {
