@@ -19,6 +19,7 @@ key rotation: a new key in api_token_file, the API accepting only it: after SIGH
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -262,6 +263,33 @@ def key_rotation():
             ns.close()
 
 
+def sighup_elsewhere():
+    """Only run reloads; every other command, and run before its loop, ignores SIGHUP
+    rather than dying of it: `status` stuck connecting to a server that never answers
+    gets one, then exits as it would have (69) once the server goes away."""
+    with h.Case("service_hup", calls=5) as c:
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(1)
+        port = lsock.getsockname()[1]
+        p = c.spawn("status", env={"VOZAGENT_DATABASE_URL":
+                                   "host=127.0.0.1 port=%d dbname=x connect_timeout=30" % port})
+        conn = None
+        try:
+            lsock.settimeout(h.scaled(10))
+            conn, _ = lsock.accept()           # status is connecting now
+            os.kill(p.pid, signal.SIGHUP)
+            time.sleep(0.3)
+            check(p.poll() is None, "status died of SIGHUP (%s)" % p.returncode)
+        finally:
+            if conn is not None:
+                conn.close()
+            lsock.close()
+        r = c.wait(p, 30)
+        c.expect_rc(r, 69, "status after the server went away")
+
+
 if __name__ == "__main__":
     h.main([("watchdog", watchdog)] + h.both_orders(reload, "reload") +
-           [("key rotation through api_token_file", key_rotation)])
+           [("key rotation through api_token_file", key_rotation),
+            ("SIGHUP outside run's loop", sighup_elsewhere)])
