@@ -114,6 +114,19 @@ conn_close(struct httpd_conn *c)
 	uv_close((uv_handle_t *)&c->timer, on_conn_closed);
 }
 
+/* The longest-held connection still waiting for its request; else c itself. */
+static struct httpd_conn *
+conn_oldest_waiting(struct httpd *h, struct httpd_conn *c)
+{
+	struct httpd_conn *old = c;
+
+	/* newest first: the last one that waits is the oldest */
+	for (struct httpd_conn *x = h->conns; x != NULL; x = x->next)
+		if (!x->answered && x != c)
+			old = x;
+	return old;
+}
+
 static const char *
 status_text(int status)
 {
@@ -293,9 +306,19 @@ on_uv_connection(uv_stream_t *server, int status)
 		h->conns->prev = c;
 	h->conns = c;
 	h->nconns++;
-	/* a slow client holds a connection at most this long, and only so many at once */
-	if (h->nconns > HTTPD_MAX_CONNECTIONS ||
-	    uv_timer_start(&c->timer, on_uv_conn_timeout, HTTPD_TIMEOUT_MS, 0) != 0 ||
+	/*
+	 * A slow client holds a connection at most this long, and only so many
+	 * at once: past that the oldest still waiting for its request makes
+	 * room, so idle connections cannot keep a scraper out.
+	 */
+	if (h->nconns > HTTPD_MAX_CONNECTIONS) {
+		struct httpd_conn *victim = conn_oldest_waiting(h, c);
+
+		conn_close(victim);
+		if (victim == c)
+			return;
+	}
+	if (uv_timer_start(&c->timer, on_uv_conn_timeout, HTTPD_TIMEOUT_MS, 0) != 0 ||
 	    uv_read_start((uv_stream_t *)&c->tcp, on_uv_alloc, on_uv_read) != 0)
 		conn_close(c);
 }

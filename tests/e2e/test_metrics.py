@@ -277,6 +277,14 @@ def health_and_http():
         # an idle client: closed by the daemon, which serves others meanwhile
         idle = socket.create_connection(("127.0.0.1", port), timeout=h.scaled(30))
         check(get(port, "/metrics")[0] == 200, "/metrics with an idle connection open")
+        # more idle clients than the listener holds: the oldest waiting make room for a scrape
+        crowd = [socket.create_connection(("127.0.0.1", port), timeout=h.scaled(30))
+                 for _ in range(20)]
+        try:
+            check(get(port, "/metrics")[0] == 200, "/metrics with 20 idle connections open")
+        finally:
+            for x in crowd:
+                x.close()
 
         # the API fails for good: 503 with the reason, once no pass succeeded for 3 s
         c.sim.faults(rate=1.0, seed=1, kinds=["503"])
