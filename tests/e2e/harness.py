@@ -756,8 +756,11 @@ def main(scenarios):
 
 
 def both_orders(fn, name):
-    """[(name_oldest_first, ...), (name_newest_first, ...)] for main()."""
-    return [("%s[%s]" % (name, o), (lambda o=o: fn(o))) for o in ("oldest_first", "newest_first")]
+    """[(name_oldest_first, ...), (name_newest_first, ...)] for main(); E2E_ORDER
+    (oldest_first or newest_first) keeps one."""
+    only = os.environ.get("E2E_ORDER", "").strip()
+    return [("%s[%s]" % (name, o), (lambda o=o: fn(o))) for o in ("oldest_first", "newest_first")
+            if not only or o == only]
 
 
 def terminate(p, sig=signal.SIGTERM):
