@@ -157,7 +157,10 @@ app_lock_daemon(struct app *a)
 	return 0;
 }
 
-/* Connects, migrates and takes the source's lock: 0 ready, 1 busy, -1 failed. */
+/*
+ * Connects, migrates and takes the source's lock: 0 ready, 1 busy, 2 busy
+ * and asking again at once (--wait, the wait timed out), -1 failed.
+ */
 static int
 app_prepare(struct app *a)
 {
@@ -182,6 +185,16 @@ app_prepare(struct app *a)
 	if (a->cmd == CMD_RUN && !a->daemon && app_lock_daemon(a) != 0)
 		return 1;
 	rc = store_lock_source(a->store, a->cfg.source);
+	/* --wait: in the server's queue, which hands the lock over at the holder's unlock */
+	if (rc == 1 && a->wait) {
+		if (!a->lock_busy_logged)
+			log_errx("another vozagent-sync process is syncing source '%s' on this "
+			    "database; waiting for it to finish", a->cfg.source);
+		a->lock_busy_logged = 1;
+		rc = store_wait_source(a->store, a->cfg.source);
+		if (rc == 1)
+			return 2;
+	}
 	if (rc != 0) {
 		int waits = a->cmd == CMD_RUN || a->wait;
 		if (rc < 0) {

@@ -26,6 +26,8 @@
  * from taking turns with the first.
  */
 #define STORE_DAEMON_CLASS "1450801732"
+/* A wait for a lock that timed out (lock_timeout): still busy, not an error. */
+#define STORE_LOCK_NOT_AVAILABLE "55P03"
 /* A timestamptz from a bigint parameter of microseconds since the epoch, exactly. */
 #define STORE_USEC(p) "('epoch'::timestamptz + " p "::bigint * interval '1 microsecond')"
 #define STORE_COPY_CHUNK (1 << 20)
@@ -41,6 +43,7 @@
 enum stmt_id {
 	STMT_LOCK_SOURCE,
 	STMT_UNLOCK_SOURCE,
+	STMT_WAIT_SOURCE,
 	STMT_LOCK_DAEMON,
 	STMT_ABANDON_RUNS,
 	STMT_STATE_LOAD,
@@ -70,6 +73,9 @@ static const struct {
 	    "SELECT pg_try_advisory_lock(" STORE_LOCK_CLASS ", hashtext($1))" },
 	[STMT_UNLOCK_SOURCE] = { "unlock_source", 1,
 	    "SELECT pg_advisory_unlock(" STORE_LOCK_CLASS ", hashtext($1))" },
+	/* bounded by the session's lock_timeout: the caller asks again */
+	[STMT_WAIT_SOURCE] = { "wait_source", 1,
+	    "SELECT pg_advisory_lock(" STORE_LOCK_CLASS ", hashtext($1))" },
 	[STMT_LOCK_DAEMON] = { "lock_daemon", 1,
 	    "SELECT pg_try_advisory_lock(" STORE_DAEMON_CLASS ", hashtext($1))" },
 	[STMT_ABANDON_RUNS] = { "abandon_runs", 1,
@@ -223,6 +229,7 @@ struct store {
 	bool locked;             /* conn holds locked_source's lock */
 	char *daemon_source;     /* the daemon lock to take again after reconnecting */
 	bool daemon_locked;      /* conn holds daemon_source's daemon lock */
+	char sqlstate[6];        /* of the last failure, "" when it had none */
 	char err[1024];
 };
 
@@ -375,7 +382,9 @@ store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
 	va_list ap;
 	size_t n;
 	const char *pq = res != NULL ? PQresultErrorMessage(res) : "";
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
+	snprintf(s->sqlstate, sizeof s->sqlstate, "%s", state != NULL ? state : "");
 	if ((pq == NULL || *pq == '\0') && s->conn != NULL)
 		pq = PQerrorMessage(s->conn);
 	va_start(ap, fmt);
@@ -889,6 +898,37 @@ store_lock_daemon(struct store *s, const char *source)
 		free(copy);
 	}
 	return got ? 0 : 1;
+}
+
+int
+store_wait_source(struct store *s, const char *source)
+{
+	const char *params[1] = { source };
+	PGresult *res;
+	char *copy = NULL;
+
+	if (s->locked_source == NULL || strcmp(s->locked_source, source) != 0) {
+		copy = strdup(source);
+		if (copy == NULL) {
+			snprintf(s->err, sizeof s->err, "out of memory taking the lock of source '%s'",
+			    source);
+			return -1;
+		}
+	}
+	/* a stop signal cancels it (store_cancel_on_signal): it fails like any statement */
+	res = store_run(s, STMT_WAIT_SOURCE, params, PGRES_TUPLES_OK);
+	if (res == NULL) {
+		free(copy);
+		return strcmp(s->sqlstate, STORE_LOCK_NOT_AVAILABLE) == 0 &&
+		    !store_is_stopping() ? 1 : -1;
+	}
+	PQclear(res);
+	s->locked = true;
+	if (copy != NULL) {
+		free(s->locked_source);
+		s->locked_source = copy;
+	}
+	return 0;
 }
 
 int
