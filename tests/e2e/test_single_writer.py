@@ -19,6 +19,11 @@ twin_daemons: two `run` of one source (two template instances whose configs forg
   one's passes (between which it gives the source's own lock back). After the first is
   stopped, the second takes over: the mirror is exact to its account (the first's calls
   marked deleted by its full pass). The lock does not depend on the API's order: one order.
+twin_reconnect: the first daemon (its own PostgreSQL role) loses its connection mid-pass
+  and cannot log in again for a while; the second takes the source and mirrors its
+  account. When the first gets back in, its reconnect finds the daemon lock taken: its
+  pass gives up ("while the connection was down") and it waits, writing nothing and
+  asking its API nothing more, while the second goes on.
 
 E2E_SEED=N replays a seed (E2E_SEED=random draws one), E2E_ORDER picks one order."""
 
@@ -182,7 +187,61 @@ def twin_daemons():
             other.stop()
 
 
+def twin_reconnect():
+    with h.Case("twinrc", seed=3505, calls=400, page_size=10,
+                env={"VOZAGENT_POLL_INTERVAL": "1s"}) as c:
+        other = extra_sim(c, "other", 3506, 60, "oldest_first")
+        role = "e2e_twin_%d" % os.getpid()
+        c.expect_rc(c.run("migrate"), 0, "migrate")
+        c.q('DROP ROLE IF EXISTS "%s"; CREATE ROLE "%s" LOGIN SUPERUSER' % (role, role))
+        try:
+            url = re.sub(r"\buser=\S+", "user=" + role, c.pg.conninfo(c.db))
+            c.sim.config(delay_ms=200)
+            p1 = c.spawn("run", env={"VOZAGENT_DATABASE_URL": url,
+                                     "VOZAGENT_CONCURRENCY": "1"})
+            c.wait_for("the first daemon's first pass to commit pages",
+                       lambda: p1.poll() is not None or c.count_calls() >= 20, timeout=30)
+            p2 = c.spawn("run", env={"VOZAGENT_API_URL": other.api_url,
+                                     "VOZAGENT_FULL_RESYNC_INTERVAL": "1s",
+                                     "VOZAGENT_MAX_DELETE_FRACTION": "100%"})
+            c.wait_for("the second daemon to wait", lambda: p2.poll() is not None or
+                       "as a daemon" in read(c, p2), timeout=20)
+            check(p1.poll() is None and p2.poll() is None and not other.requests(),
+                  "test timing: a daemon exited, or the second synced")
+            c.q('ALTER ROLE "%s" NOLOGIN; SELECT pg_terminate_backend(pid) FROM '
+                'pg_stat_activity WHERE usename = \'%s\'' % (role, role))
+            c.wait_for("the second daemon to mirror its account", lambda: p2.poll() is not None
+                       or not h.mirror_diff(other.calls(), c.mirror_rows(), c.source),
+                       timeout=30, interval=0.3)
+            c.q('ALTER ROLE "%s" LOGIN' % role)
+            c.wait_for("the first daemon to find the source taken", lambda: p1.poll()
+                       is not None or "as a daemon" in read(c, p1), timeout=90)
+            err = read(c, p1)
+            check(p1.poll() is None and "while the connection was down" in err,
+                  "the first daemon's reconnect did not find the source taken:\n%s"
+                  % h.tail(err))
+            asked = len(c.sim.requests())
+            before = len(c.sync_runs())
+            c.wait_for("two more passes of the second daemon", lambda: p2.poll() is not None
+                       or len(c.sync_runs()) >= before + 2, timeout=30)
+            check(len(c.sim.requests()) == asked, "the first daemon asked its API again "
+                  "after it found the source taken")
+            d = h.mirror_diff(other.calls(), c.mirror_rows(), c.source)
+            check(not d, "mirror differs from the second account:\n  " + "\n  ".join(d))
+            for p in (p1, p2):
+                h.terminate(p)
+                c.expect_rc(c.wait(p, 15), 0, "a daemon, stopped by SIGTERM")
+        finally:
+            other.stop()
+            c.q('ALTER ROLE "%s" LOGIN' % role)
+            for p in c.procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            c.q('DROP ROLE IF EXISTS "%s"' % role)
+
+
 if __name__ == "__main__":
     h.main(h.property_orders(same_source, "one source, two processes", 3501) +
            h.property_orders(two_sources, "two sources at once", 3502) +
-           [("twin_daemons", twin_daemons)])
+           [("twin_daemons", twin_daemons), ("twin_reconnect", twin_reconnect)])
