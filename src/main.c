@@ -19,6 +19,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "sched.h"
 #include "store.h"
 #include "sync.h"
@@ -187,9 +188,13 @@ app_prepare(struct app *a)
 	rc = store_lock_source(a->store, a->cfg.source);
 	/* --wait: in the server's queue, which hands the lock over at the holder's unlock */
 	if (rc == 1 && a->wait) {
-		if (!a->lock_busy_logged)
+		if (!a->lock_busy_logged) {
 			log_errx("another vozagent-sync process is syncing source '%s' on this "
 			    "database; waiting for it to finish", a->cfg.source);
+			/* the wait blocks the loop: say it before, not after the first minute */
+			notify_send("STATUS=Waiting for another process's pass of source '%.200s'",
+			    a->cfg.source);
+		}
 		a->lock_busy_logged = 1;
 		rc = store_wait_source(a->store, a->cfg.source);
 		if (rc == 1)

@@ -12,7 +12,7 @@ waits in PostgreSQL's lock queue, which hands it the lock at the daemon's next u
 try-lock polled between passes never lands). Its pass and the daemon's do not overlap, the
 mirror is exact, the daemon goes on. Then, with the lock held by a test session: the waits
 show in pg_locks as ungranted advisory locks; a SIGTERM during one exits 75 promptly (the
-statement is cancelled); the backfill sends READY=1 (which arms its unit's watchdog) only
+statement is cancelled); the backfill says so in STATUS= at once, and sends READY=1 (which arms its unit's watchdog) only
 once it has the source, then finishes. The lock does not depend on the API's order, so
 this runs in one order."""
 
@@ -147,6 +147,8 @@ def starve():
             # the backfill unit's watchdog arms at READY=1: only once the wait is over
             check(not ns.count("READY"), "READY=1 before the backfill has the source: %s"
                   % ns.since())
+            check(any("Waiting" in m[1].get("STATUS", "") for m in ns.since()),
+                  "no STATUS= says the backfill waits: %s" % ns.since())
             holder.stdin.close()
             holder.wait(30)
             ns.wait_key("READY", proc=None, timeout=30)
