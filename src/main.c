@@ -19,6 +19,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "sched.h"
 #include "store.h"
 #include "sync.h"
@@ -58,6 +59,8 @@ struct app {
 	enum command cmd;
 	int ready;           /* connected and migrated */
 	int locked;          /* and the source is ours (run gives it back between passes) */
+	int daemon;          /* run: and the source's daemon lock, held for the session's life */
+	int daemon_busy_logged;
 	int lock_busy_logged;
 	int64_t pruned_at;   /* monotonic seconds of the last pruning; 0 = not yet */
 	int allow_mass_delete;   /* backfill --allow-mass-delete */
@@ -125,7 +128,40 @@ print_warnings(const char *warnings, int to_log)
 	}
 }
 
-/* Connects, migrates and takes the source's lock: 0 ready, 1 busy, -1 failed. */
+/*
+ * run: the source's daemon lock, so that a second daemon of the source (a
+ * template instance whose config forgot `source`) waits instead of taking
+ * turns with this one between passes: 0 ours, 1 not (busy or failed).
+ */
+static int
+app_lock_daemon(struct app *a)
+{
+	int rc = store_lock_daemon(a->store, a->cfg.source);
+
+	if (rc < 0) {
+		log_errx("%s", store_errmsg(a->store));
+		a->ready = 0;
+		return 1;
+	}
+	if (rc > 0) {
+		if (!a->daemon_busy_logged)
+			log_errx("another vozagent-sync process runs source '%s' as a daemon (run) on "
+			    "this database; waiting for it to stop", a->cfg.source);
+		a->daemon_busy_logged = 1;
+		return 1;
+	}
+	if (a->daemon_busy_logged)
+		log_info("source '%s': the other daemon stopped; this one takes over",
+		    a->cfg.source);
+	a->daemon_busy_logged = 0;
+	a->daemon = 1;
+	return 0;
+}
+
+/*
+ * Connects, migrates and takes the source's lock: 0 ready, 1 busy, 2 busy
+ * and asking again at once (--wait, the wait timed out), -1 failed.
+ */
 static int
 app_prepare(struct app *a)
 {
@@ -133,7 +169,7 @@ app_prepare(struct app *a)
 
 	/* a connection that died while idle shows only when used: ask it */
 	if (!a->ready || store_conn_lost(a->store) || store_ping(a->store) < 0) {
-		a->ready = a->locked = 0;
+		a->ready = a->locked = a->daemon = 0;
 		if (store_connect(a->store, a->cfg.database_url) < 0 ||
 		    store_migrate(a->store, &applied) < 0) {
 			log_errx("%s", store_errmsg(a->store));
@@ -147,7 +183,23 @@ app_prepare(struct app *a)
 	}
 	if (a->cmd == CMD_MIGRATE || a->cmd == CMD_STATUS || a->locked)
 		return 0;
+	if (a->cmd == CMD_RUN && !a->daemon && app_lock_daemon(a) != 0)
+		return 1;
 	rc = store_lock_source(a->store, a->cfg.source);
+	/* --wait: in the server's queue, which hands the lock over at the holder's unlock */
+	if (rc == 1 && a->wait) {
+		if (!a->lock_busy_logged) {
+			log_errx("another vozagent-sync process is syncing source '%s' on this "
+			    "database; waiting for it to finish", a->cfg.source);
+			/* the wait blocks the loop: say it before, not after the first minute */
+			notify_send("STATUS=Waiting for another process's pass of source '%.200s'",
+			    a->cfg.source);
+		}
+		a->lock_busy_logged = 1;
+		rc = store_wait_source(a->store, a->cfg.source);
+		if (rc == 1)
+			return 2;
+	}
 	if (rc != 0) {
 		int waits = a->cmd == CMD_RUN || a->wait;
 		if (rc < 0) {

@@ -10,7 +10,7 @@
 #include "notify.h"
 
 #define SCHED_PREPARE_BACKOFF_MIN_MS 1000
-/* once/backfill --wait: the daemon gives the lock back between passes; try often enough */
+/* once/backfill: a "not now" from the prepare callback is tried again at least this often */
 #define SCHED_WAIT_BACKOFF_MAX_MS 5000
 
 #define SCHED_NHANDLES 5
@@ -87,6 +87,14 @@ on_uv_tick(uv_timer_t *t)
 		sched_end(s);
 		return;
 	}
+	if (rc == 2) {
+		/* waiting inside PostgreSQL, which timed out: queue again, after a turn of the loop */
+		if (!s->waiting)
+			notify_send("STATUS=Waiting for the source lock");
+		s->waiting = 1;
+		uv_timer_start(&s->tick, on_uv_tick, 0, 0);
+		return;
+	}
 	if (rc > 0) {
 		/* not ready (PostgreSQL down, source busy): try again soon, then less often */
 		uint64_t wait = s->prepare_backoff_ms;
@@ -101,9 +109,14 @@ on_uv_tick(uv_timer_t *t)
 	}
 	s->waiting = 0;
 	s->prepare_backoff_ms = SCHED_PREPARE_BACKOFF_MIN_MS;
-	if (!s->ready && s->job == SCHED_DAEMON) {
-		/* ready means: configured, connected, migrated, and the source is ours */
-		notify_send("READY=1\nSTATUS=Connected; first pass starting");
+	if (!s->ready) {
+		/*
+		 * ready means: configured, connected, migrated, and the source is
+		 * ours. A backfill's unit is Type=notify for its watchdog, which
+		 * systemd arms at READY=1; the wait for the lock before is start-up.
+		 */
+		notify_send("READY=1\nSTATUS=%s", s->job == SCHED_DAEMON ?
+		    "Connected; first pass starting" : "Source locked; pass running");
 		s->ready = 1;
 	}
 	s->out.passes++;

@@ -11,7 +11,10 @@
 
 enum sched_job { SCHED_ONCE, SCHED_BACKFILL, SCHED_DAEMON };
 
-/* Before each pass: 0 = go, 1 = not now (try again after a backoff), -1 = give up. */
+/*
+ * Before each pass: 0 = go, 1 = not now (try again after a backoff), 2 = not
+ * now, again at once (it waited already), -1 = give up.
+ */
 typedef int (*sched_prepare_cb)(void *arg);
 
 /* Optional, for the daemon; each gets the prepare callback's arg. */

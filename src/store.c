@@ -20,6 +20,14 @@
 
 /* pg_advisory_lock key space of this program: 'VozA' */
 #define STORE_LOCK_CLASS "1450801729"
+/*
+ * 'VozD': the daemon's of a source, held for its life. The source's own lock
+ * is given back between passes; this one keeps a second daemon of the source
+ * from taking turns with the first.
+ */
+#define STORE_DAEMON_CLASS "1450801732"
+/* A wait for a lock that timed out (lock_timeout): still busy, not an error. */
+#define STORE_LOCK_NOT_AVAILABLE "55P03"
 /* A timestamptz from a bigint parameter of microseconds since the epoch, exactly. */
 #define STORE_USEC(p) "('epoch'::timestamptz + " p "::bigint * interval '1 microsecond')"
 #define STORE_COPY_CHUNK (1 << 20)
@@ -35,6 +43,8 @@
 enum stmt_id {
 	STMT_LOCK_SOURCE,
 	STMT_UNLOCK_SOURCE,
+	STMT_WAIT_SOURCE,
+	STMT_LOCK_DAEMON,
 	STMT_ABANDON_RUNS,
 	STMT_STATE_LOAD,
 	STMT_RUN_BEGIN,
@@ -63,6 +73,11 @@ static const struct {
 	    "SELECT pg_try_advisory_lock(" STORE_LOCK_CLASS ", hashtext($1))" },
 	[STMT_UNLOCK_SOURCE] = { "unlock_source", 1,
 	    "SELECT pg_advisory_unlock(" STORE_LOCK_CLASS ", hashtext($1))" },
+	/* bounded by the session's lock_timeout: the caller asks again */
+	[STMT_WAIT_SOURCE] = { "wait_source", 1,
+	    "SELECT pg_advisory_lock(" STORE_LOCK_CLASS ", hashtext($1))" },
+	[STMT_LOCK_DAEMON] = { "lock_daemon", 1,
+	    "SELECT pg_try_advisory_lock(" STORE_DAEMON_CLASS ", hashtext($1))" },
 	[STMT_ABANDON_RUNS] = { "abandon_runs", 1,
 	    "UPDATE vozagent.sync_runs SET outcome = 'interrupted', finished_at = now(),"
 	    " error = coalesce(error, 'the process ended before the pass finished')"
@@ -212,6 +227,9 @@ struct store {
 	char *conninfo;          /* kept to reconnect */
 	char *locked_source;     /* the source lock to take again after reconnecting */
 	bool locked;             /* conn holds locked_source's lock */
+	char *daemon_source;     /* the daemon lock to take again after reconnecting */
+	bool daemon_locked;      /* conn holds daemon_source's daemon lock */
+	char sqlstate[6];        /* of the last failure, "" when it had none */
 	char err[1024];
 };
 
@@ -314,6 +332,7 @@ store_close(struct store *s)
 	s->conn = NULL;
 	s->prepared = false;
 	s->locked = false;
+	s->daemon_locked = false;
 }
 
 struct store *
@@ -330,6 +349,7 @@ store_free(struct store *s)
 	store_close(s);
 	free(s->conninfo);
 	free(s->locked_source);
+	free(s->daemon_source);
 	free(s);
 }
 
@@ -377,7 +397,9 @@ store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
 	va_list ap;
 	size_t n;
 	const char *pq = res != NULL ? PQresultErrorMessage(res) : "";
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
+	snprintf(s->sqlstate, sizeof s->sqlstate, "%s", state != NULL ? state : "");
 	if ((pq == NULL || *pq == '\0') && s->conn != NULL)
 		pq = PQerrorMessage(s->conn);
 	va_start(ap, fmt);
@@ -657,9 +679,18 @@ store_reconnect(struct store *s)
 
 	if (store_open(s) < 0 || store_prepare(s) < 0)
 		return -1;
-	if (s->locked_source == NULL)
-		return 0;
-	/* the lock died with the old session: take it again, or give up the pass */
+	/* the locks died with the old session: take them again, or give up the pass */
+	rc = s->daemon_source != NULL ? store_lock_daemon(s, s->daemon_source) : 0;
+	if (rc == 1) {
+		/* another daemon of the source runs now: this one must wait, not write */
+		store_close(s);
+		store_fail(s, NULL, "another vozagent-sync process took source '%s' while the "
+		    "connection was down", s->daemon_source);
+		s->conn_lost = 0;
+		return -1;
+	}
+	if (rc < 0 || s->locked_source == NULL)
+		return rc;
 	rc = store_lock_source(s, s->locked_source);
 	if (rc == 1) {
 		/*
@@ -853,6 +884,71 @@ store_unlock_source(struct store *s)
 }
 
 int
+store_lock_daemon(struct store *s, const char *source)
+{
+	const char *params[1] = { source };
+	PGresult *res;
+	char *copy = NULL;
+	int got;
+
+	/* copied first, as for the source's lock: a reconnect takes it again */
+	if (s->daemon_source == NULL || strcmp(s->daemon_source, source) != 0) {
+		copy = strdup(source);
+		if (copy == NULL) {
+			snprintf(s->err, sizeof s->err, "out of memory taking the daemon lock of "
+			    "source '%s'", source);
+			return -1;
+		}
+	}
+	res = store_run(s, STMT_LOCK_DAEMON, params, PGRES_TUPLES_OK);
+	if (res == NULL) {
+		free(copy);
+		return -1;
+	}
+	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	s->daemon_locked = got;
+	if (got && copy != NULL) {
+		free(s->daemon_source);
+		s->daemon_source = copy;
+	} else {
+		free(copy);
+	}
+	return got ? 0 : 1;
+}
+
+int
+store_wait_source(struct store *s, const char *source)
+{
+	const char *params[1] = { source };
+	PGresult *res;
+	char *copy = NULL;
+
+	if (s->locked_source == NULL || strcmp(s->locked_source, source) != 0) {
+		copy = strdup(source);
+		if (copy == NULL) {
+			snprintf(s->err, sizeof s->err, "out of memory taking the lock of source '%s'",
+			    source);
+			return -1;
+		}
+	}
+	/* a stop signal cancels it (store_cancel_on_signal): it fails like any statement */
+	res = store_run(s, STMT_WAIT_SOURCE, params, PGRES_TUPLES_OK);
+	if (res == NULL) {
+		free(copy);
+		return strcmp(s->sqlstate, STORE_LOCK_NOT_AVAILABLE) == 0 &&
+		    !store_is_stopping() ? 1 : -1;
+	}
+	PQclear(res);
+	s->locked = true;
+	if (copy != NULL) {
+		free(s->locked_source);
+		s->locked_source = copy;
+	}
+	return 0;
+}
+
+int
 store_ping(struct store *s)
 {
 	PGresult *res;
@@ -863,7 +959,8 @@ store_ping(struct store *s)
 	 * A reconnect that could not prepare or lock leaves a session good only
 	 * to record the end of its pass: the next one must start over.
 	 */
-	if (!s->prepared || (s->locked_source != NULL && !s->locked)) {
+	if (!s->prepared || (s->locked_source != NULL && !s->locked) ||
+	    (s->daemon_source != NULL && !s->daemon_locked)) {
 		snprintf(s->err, sizeof s->err, "the PostgreSQL session is %s",
 		    !s->prepared ? "not prepared" : "without the source's lock");
 		s->conn_lost = 0;

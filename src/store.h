@@ -55,6 +55,20 @@ int store_migrate(struct store *s, int *applied);
 /* One writer per source: 0 = ours, 1 = held by another session, -1 = error. */
 int store_lock_source(struct store *s, const char *source);
 /*
+ * Waits in PostgreSQL's queue for the source's lock, so that the server hands
+ * it over at the holder's next unlock (a try-lock polled between the daemon's
+ * passes may never land). 0 = ours, 1 = lock_timeout passed first: ask again,
+ * -1 = error (or stopped by a signal).
+ */
+int store_wait_source(struct store *s, const char *source);
+/*
+ * `run` only, for its life: one daemon per source. A second one of the same
+ * source gets 1 and must wait, even while the first gives the source's own
+ * lock back between passes. 0 = ours, 1 = another daemon has it, -1 = error.
+ * Taken again on reconnect, like the source's lock.
+ */
+int store_lock_daemon(struct store *s, const char *source);
+/*
  * Gives the source's lock back (between passes, so that a waiting backfill
  * can run); the session stays. -1 when it could not: drop the session then.
  */

@@ -756,9 +756,9 @@ sync_reconcile(struct sync *s)
 	}
 	snprintf(next.refusal, sizeof next.refusal, "the backfill would mark %" PRId64 " of %"
 	    PRId64 " live calls deleted (%.0f%%, more than max_delete_fraction %g%%): nothing "
-	    "marked; if the API really deleted them, stop the service (`systemctl stop "
-	    "vozagent-sync`: it holds the source's lock), run `vozagent-sync backfill "
-	    "--allow-mass-delete`, then `systemctl start vozagent-sync`", unseen, live,
+	    "marked; if the API really deleted them, run `vozagent-sync backfill --wait "
+	    "--allow-mass-delete` with this source's configuration (it waits for the "
+	    "running daemon's pass in flight, the daemon then waits for it)", unseen, live,
 	    100.0 * (double)unseen / (double)live, 100.0 * s->cfg->max_delete_fraction);
 	next.refuse_now = 1;
 	if (sync_commit(s, &next, &stats) < 0)

@@ -38,10 +38,10 @@ def refused(order):
                 "10%%): nothing marked" % (N - KEEP, N))
         check(want in r.err and "--allow-mass-delete" in r.err,
               "the refusal does not say how many and how to confirm:\n%s" % h.tail(r.err))
-        # with the service running, the command alone would exit 75 on the source's lock
-        check("systemctl stop vozagent-sync" in r.err and
-              "systemctl start vozagent-sync" in r.err,
-              "the refusal does not say to stop the service first:\n%s" % h.tail(r.err))
+        # the daemon gives the source back between passes: --wait, not stopping the
+        # service (which a template instance would not even be named as)
+        check("backfill --wait --allow-mass-delete" in r.err and "systemctl" not in r.err,
+              "the refusal does not say to confirm with backfill --wait:\n%s" % h.tail(r.err))
         check(deleted_count(c) == 0, "%d calls marked deleted by a refused backfill"
               % deleted_count(c))
         run = c.last_run()

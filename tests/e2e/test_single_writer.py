@@ -12,6 +12,19 @@ two_sources: two slow backfills of different sources (each its own simulator) in
   same database run at the same time (their sync_runs intervals overlap) and both
   mirrors are exact.
 
+twin_daemons: two `run` of one source (two template instances whose configs forgot
+  `source`), each with its own account (simulator, different data). The first syncs; the
+  second logs once that another daemon runs the source and waits: its simulator gets no
+  request and the mirror holds only the first account's calls, over several of the first
+  one's passes (between which it gives the source's own lock back). After the first is
+  stopped, the second takes over: the mirror is exact to its account (the first's calls
+  marked deleted by its full pass). The lock does not depend on the API's order: one order.
+twin_reconnect: the first daemon (its own PostgreSQL role) loses its connection mid-pass
+  and cannot log in again for a while; the second takes the source and mirrors its
+  account. When the first gets back in, its reconnect finds the daemon lock taken: its
+  pass gives up ("while the connection was down") and it waits, writing nothing and
+  asking its API nothing more, while the second goes on.
+
 E2E_SEED=N replays a seed (E2E_SEED=random draws one), E2E_ORDER picks one order."""
 
 import os
@@ -134,6 +147,101 @@ def two_sources(order, seed):
             other.stop()
 
 
+def twin_daemons():
+    with h.Case("twins", seed=3503, calls=120, page_size=20,
+                env={"VOZAGENT_POLL_INTERVAL": "1s"}) as c:
+        other = extra_sim(c, "other", 3504, 80, "oldest_first")
+        try:
+            check(not {x["id"] for x in c.sim.calls()} & {x["id"] for x in other.calls()},
+                  "test data: the two accounts share call ids")
+            p1 = c.spawn("run")
+            c.wait_exact("the first daemon's first pass", proc=p1)
+            p2 = c.spawn("run", env={"VOZAGENT_API_URL": other.api_url,
+                                     "VOZAGENT_FULL_RESYNC_INTERVAL": "1s",
+                                     "VOZAGENT_MAX_DELETE_FRACTION": "100%"})
+            before = len(c.sync_runs())
+            # passes of the first, each ending with the source's lock given back
+            c.wait_for("three more passes of the first daemon", lambda: p1.poll() is not None
+                       or len(c.sync_runs()) >= before + 3, timeout=30)
+            check(p1.poll() is None and p2.poll() is None, "a daemon exited: %s, %s"
+                  % (p1.returncode, p2.returncode))
+            check(not other.requests(), "the second daemon synced while the first lives: "
+                  "%d requests to its API, e.g. %s" % (len(other.requests()),
+                                                      other.requests()[:2]))
+            c.assert_exact("while the first daemon lives")
+            err = read(c, p2)
+            check(err.count("as a daemon") == 1 and "'%s'" % c.source in err,
+                  "the second daemon does not log once that it waits for the first:\n%s"
+                  % h.tail(err))
+            h.terminate(p1)
+            c.expect_rc(c.wait(p1, 15), 0, "the first daemon, stopped by SIGTERM")
+            c.wait_for("the second daemon to mirror its account", lambda: p2.poll() is not None
+                       or not h.mirror_diff(other.calls(), c.mirror_rows(), c.source),
+                       timeout=30, interval=0.3)
+            check(p2.poll() is None, "the second daemon exited (%s)" % p2.returncode)
+            h.terminate(p2)
+            c.expect_rc(c.wait(p2, 15), 0, "the second daemon, stopped by SIGTERM")
+            d = h.mirror_diff(other.calls(), c.mirror_rows(), c.source)
+            check(not d, "mirror differs from the second account:\n  " + "\n  ".join(d))
+        finally:
+            other.stop()
+
+
+def twin_reconnect():
+    with h.Case("twinrc", seed=3505, calls=400, page_size=10,
+                env={"VOZAGENT_POLL_INTERVAL": "1s"}) as c:
+        other = extra_sim(c, "other", 3506, 60, "oldest_first")
+        role = "e2e_twin_%d" % os.getpid()
+        c.expect_rc(c.run("migrate"), 0, "migrate")
+        c.q('DROP ROLE IF EXISTS "%s"; CREATE ROLE "%s" LOGIN SUPERUSER' % (role, role))
+        try:
+            url = re.sub(r"\buser=\S+", "user=" + role, c.pg.conninfo(c.db))
+            c.sim.config(delay_ms=200)
+            p1 = c.spawn("run", env={"VOZAGENT_DATABASE_URL": url,
+                                     "VOZAGENT_CONCURRENCY": "1"})
+            c.wait_for("the first daemon's first pass to commit pages",
+                       lambda: p1.poll() is not None or c.count_calls() >= 20, timeout=30)
+            p2 = c.spawn("run", env={"VOZAGENT_API_URL": other.api_url,
+                                     "VOZAGENT_FULL_RESYNC_INTERVAL": "1s",
+                                     "VOZAGENT_MAX_DELETE_FRACTION": "100%"})
+            c.wait_for("the second daemon to wait", lambda: p2.poll() is not None or
+                       "as a daemon" in read(c, p2), timeout=20)
+            check(p1.poll() is None and p2.poll() is None and not other.requests(),
+                  "test timing: a daemon exited, or the second synced")
+            c.q('ALTER ROLE "%s" NOLOGIN; SELECT pg_terminate_backend(pid) FROM '
+                'pg_stat_activity WHERE usename = \'%s\'' % (role, role))
+            c.wait_for("the second daemon to mirror its account", lambda: p2.poll() is not None
+                       or not h.mirror_diff(other.calls(), c.mirror_rows(), c.source),
+                       timeout=30, interval=0.3)
+            c.q('ALTER ROLE "%s" LOGIN' % role)
+            c.wait_for("the first daemon to find the source taken", lambda: p1.poll()
+                       is not None or "as a daemon" in read(c, p1), timeout=90)
+            err = read(c, p1)
+            check(p1.poll() is None and "while the connection was down" in err,
+                  "the first daemon's reconnect did not find the source taken:\n%s"
+                  % h.tail(err))
+            asked = len(c.sim.requests())
+            before = len(c.sync_runs())
+            c.wait_for("two more passes of the second daemon", lambda: p2.poll() is not None
+                       or len(c.sync_runs()) >= before + 2, timeout=30)
+            check(len(c.sim.requests()) == asked, "the first daemon asked its API again "
+                  "after it found the source taken")
+            d = h.mirror_diff(other.calls(), c.mirror_rows(), c.source)
+            check(not d, "mirror differs from the second account:\n  " + "\n  ".join(d))
+            for p in (p1, p2):
+                h.terminate(p)
+                c.expect_rc(c.wait(p, 15), 0, "a daemon, stopped by SIGTERM")
+        finally:
+            other.stop()
+            c.q('ALTER ROLE "%s" LOGIN' % role)
+            for p in c.procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            c.q('DROP ROLE IF EXISTS "%s"' % role)
+
+
 if __name__ == "__main__":
     h.main(h.property_orders(same_source, "one source, two processes", 3501) +
-           h.property_orders(two_sources, "two sources at once", 3502))
+           h.property_orders(two_sources, "two sources at once", 3502) +
+           [("twin_daemons", twin_daemons), ("twin_reconnect", twin_reconnect)])

@@ -3,7 +3,12 @@
 # as systemd would load them.
 #   - systemd-analyze verify on every unit (templates as an instance): it must
 #     print nothing; an unknown key or a bad value is only a warning to it;
-#   - systemd-analyze security --offline on every service: exposure <= 2.0.
+#   - systemd-analyze security --offline on every service: exposure <= 2.0;
+#   - the settings the docs promise, each unit's own file read line by line:
+#     every service LimitCORE=0, WatchdogSec=, User=vozagent-sync; run units
+#     ExecReload=; backfill units Type=notify (their watchdog arms at READY=1)
+#     and `backfill --wait`; timers OnCalendar=, Persistent=true,
+#     RandomizedDelaySec=.
 # verify wants ExecStart's binary where the unit says (BINDIR), and the units a
 # unit refers to (sysinit.target, timers.target...): both go into a throwaway
 # root, with the system's own units, that --root= points at.
@@ -49,6 +54,32 @@ if [ ${#units[@]} -lt 6 ]; then
 	echo "FAIL: expected 6 units in $unitdir, found: ${units[*]:-none}"
 	exit 1
 fi
+
+# has FILE REGEX WHY: a line of FILE matches the extended REGEX, or fail saying WHY
+has() {
+	if grep -Eq "$2" "$1"; then
+		echo "ok   $(basename "$1"): $2"
+	else
+		fail "$(basename "$1") has no line matching '$2' ($3)"
+	fi
+}
+for f in "$unitdir"/*.service; do
+	has "$f" '^LimitCORE=0$' "a core file would hold the API key"
+	has "$f" '^WatchdogSec=[1-9]' "a hung process must be killed"
+	has "$f" '^User=vozagent-sync$' "the dynamic user the README has a role made for"
+	case $(basename "$f") in
+	vozagent-sync-backfill*)
+		has "$f" '^ExecStart=.* backfill --wait$' "the timer's backfill waits for the daemon"
+		has "$f" '^Type=notify$' "a oneshot's watchdog never arms" ;;
+	*)
+		has "$f" '^ExecReload=' "systemctl reload" ;;
+	esac
+done
+for f in "$unitdir"/*.timer; do
+	has "$f" '^OnCalendar=.' "when it runs"
+	has "$f" '^Persistent=true$' "a run missed while the machine was off is caught up"
+	has "$f" '^RandomizedDelaySec=[1-9]' "servers must not hit the API at the same minute"
+done
 
 for u in "${units[@]}"; do
 	out=$(systemd-analyze verify --root="$root" --man=no --generators=no "$u" 2>&1)
