@@ -203,14 +203,18 @@ app_prepare(struct app *a)
 	if (rc != 0) {
 		int waits = a->cmd == CMD_RUN || a->wait;
 		if (rc < 0) {
-			log_errx("%s", store_errmsg(a->store));
+			/* a stop signal that cancelled the wait is no database error */
+			if (!store_is_stopping())
+				log_errx("%s", store_errmsg(a->store));
 			/* a new connection drops nothing but our failed attempt */
 			a->ready = 0;
-		} else if (!a->lock_busy_logged) {
-			log_errx("another vozagent-sync process is syncing source '%s' on this "
-			    "database%s", a->cfg.source, waits ? "; waiting for it to finish" : "");
+		} else {
+			if (!a->lock_busy_logged)
+				log_errx("another vozagent-sync process is syncing source '%s' on this "
+				    "database%s", a->cfg.source, waits ? "; waiting for it to finish" : "");
+			/* busy, not broken: once/backfill exit 75, not 69 */
+			a->lock_busy_logged = 1;
 		}
-		a->lock_busy_logged = 1;
 		return a->cmd == CMD_RUN || (rc > 0 && a->wait) ? 1 : -1;
 	}
 	if (a->lock_busy_logged && (a->cmd == CMD_RUN || a->wait))

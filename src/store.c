@@ -957,10 +957,11 @@ store_ping(struct store *s)
 		return store_fail(s, NULL, "no connection to PostgreSQL");
 	/*
 	 * A reconnect that could not prepare or lock leaves a session good only
-	 * to record the end of its pass: the next one must start over.
+	 * to record the end of its pass: the next one must start over. (One that
+	 * found the daemon lock taken closed its session; a daemon lock found
+	 * busy on a live session is simply asked for again.)
 	 */
-	if (!s->prepared || (s->locked_source != NULL && !s->locked) ||
-	    (s->daemon_source != NULL && !s->daemon_locked)) {
+	if (!s->prepared || (s->locked_source != NULL && !s->locked)) {
 		snprintf(s->err, sizeof s->err, "the PostgreSQL session is %s",
 		    !s->prepared ? "not prepared" : "without the source's lock");
 		s->conn_lost = 0;
