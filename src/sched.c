@@ -88,11 +88,15 @@ on_uv_tick(uv_timer_t *t)
 		return;
 	}
 	if (rc == 2) {
-		/* waiting inside PostgreSQL, which timed out: queue again, after a turn of the loop */
+		/*
+		 * Waiting inside PostgreSQL, which timed out: queue again after a turn
+		 * of the loop (signals, the watchdog). 1 ms, not 0: libuv before 1.48
+		 * runs a timer re-armed at 0 from its own callback in the same turn.
+		 */
 		if (!s->waiting)
 			notify_send("STATUS=Waiting for the source lock");
 		s->waiting = 1;
-		uv_timer_start(&s->tick, on_uv_tick, 0, 0);
+		uv_timer_start(&s->tick, on_uv_tick, 1, 0);
 		return;
 	}
 	if (rc > 0) {
