@@ -5,7 +5,7 @@
 #     print nothing; an unknown key or a bad value is only a warning to it;
 #   - systemd-analyze security --offline on every service: exposure <= 2.0;
 #   - the settings the docs promise, each unit's own file read line by line:
-#     every service LimitCORE=0, WatchdogSec=, User=vozagent-sync; run units
+#     every service LimitCORE=0, WatchdogSec=, User=vozagent-sync (-%i for templates); run units
 #     ExecReload=; backfill units Type=notify (their watchdog arms at READY=1)
 #     and `backfill --wait`; timers OnCalendar=, Persistent=true,
 #     RandomizedDelaySec=.
@@ -66,7 +66,12 @@ has() {
 for f in "$unitdir"/*.service; do
 	has "$f" '^LimitCORE=0$' "a core file would hold the API key"
 	has "$f" '^WatchdogSec=[1-9]' "a hung process must be killed"
-	has "$f" '^User=vozagent-sync$' "the dynamic user the README has a role made for"
+	case $(basename "$f") in
+	*@.service)
+		has "$f" '^User=vozagent-sync-%i$' "one user per instance: none reads another's key" ;;
+	*)
+		has "$f" '^User=vozagent-sync$' "the dynamic user the README has a role made for" ;;
+	esac
 	case $(basename "$f") in
 	vozagent-sync-backfill*)
 		has "$f" '^ExecStart=.* backfill --wait$' "the timer's backfill waits for the daemon"
