@@ -515,15 +515,21 @@ class Case:
         return self
 
     def __exit__(self, etype, exc, tb):
+        running = []   # spawned and not waited for: their logs are not in history
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+                running.append(p)
         failed = etype is not None
         if failed:
             print("=== case %s failed; context:" % self.name, flush=True)
             for r in self.history[-3:]:
                 print(r, flush=True)
+            for p in running:
+                print("--- still running at the failure, killed: %s\n%s"
+                      % (" ".join(p.e2e_args), tail(self._read("bin%d.err" % p.e2e_n), 30)),
+                      flush=True)
             if self.sim:
                 print("--- simulator log:\n" + self.sim.log_tail(), flush=True)
         if self.sim:
