@@ -217,7 +217,15 @@ static const char session_setup[] =
     /* a stuck database must not hang the daemon forever */
     "SET statement_timeout = '5min';"
     "SET lock_timeout = '1min';"
-    "SET idle_in_transaction_session_timeout = '10min'";
+    "SET idle_in_transaction_session_timeout = '10min';"
+    /*
+     * and the server must notice a peer that vanished (network gone, host
+     * reset) in a minute, not the kernel's two hours: until it does, the dead
+     * session keeps the source's locks and a restarted daemon waits for itself
+     */
+    "SET tcp_keepalives_idle = 30;"
+    "SET tcp_keepalives_interval = 10;"
+    "SET tcp_keepalives_count = 3";
 
 struct store {
 	PGconn *conn;
