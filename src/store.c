@@ -837,38 +837,52 @@ fail:
 	return -1;
 }
 
-int
-store_lock_source(struct store *s, const char *source)
+/*
+ * Runs one of the lock statements for source: 0 taken, 1 busy (a try that
+ * said no), -1 failed. *name and *held then say which lock the session
+ * holds. The name is copied first: a lock taken but not remembered would
+ * not be taken again on reconnect.
+ */
+static int
+store_take_lock(struct store *s, enum stmt_id stmt, const char *source, char **name, bool *held,
+    const char *what)
 {
 	const char *params[1] = { source };
 	PGresult *res;
 	char *copy = NULL;
-	int got;
+	bool got;
 
-	/* copied first: a lock taken but not remembered would not be taken again on reconnect */
-	if (s->locked_source == NULL || strcmp(s->locked_source, source) != 0) {
+	if (*name == NULL || strcmp(*name, source) != 0) {
 		copy = strdup(source);
 		if (copy == NULL) {
-			snprintf(s->err, sizeof s->err, "out of memory taking the lock of source '%s'",
-			    source);
+			snprintf(s->err, sizeof s->err, "out of memory taking the %s of source '%s'",
+			    what, source);
+			s->sqlstate[0] = '\0';
 			return -1;
 		}
 	}
-	res = store_run(s, STMT_LOCK_SOURCE, params, PGRES_TUPLES_OK);
+	res = store_run(s, stmt, params, PGRES_TUPLES_OK);
 	if (res == NULL) {
 		free(copy);
 		return -1;
 	}
-	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	/* the try forms answer t or f; the waiting one returns void once it has it */
+	got = strcmp(PQgetvalue(res, 0, 0), "f") != 0;
 	PQclear(res);
-	s->locked = got;
+	*held = got;
 	if (got && copy != NULL) {
-		free(s->locked_source);
-		s->locked_source = copy;
+		free(*name);
+		*name = copy;
 	} else {
 		free(copy);
 	}
 	return got ? 0 : 1;
+}
+
+int
+store_lock_source(struct store *s, const char *source)
+{
+	return store_take_lock(s, STMT_LOCK_SOURCE, source, &s->locked_source, &s->locked, "lock");
 }
 
 int
@@ -894,66 +908,21 @@ store_unlock_source(struct store *s)
 int
 store_lock_daemon(struct store *s, const char *source)
 {
-	const char *params[1] = { source };
-	PGresult *res;
-	char *copy = NULL;
-	int got;
-
-	/* copied first, as for the source's lock: a reconnect takes it again */
-	if (s->daemon_source == NULL || strcmp(s->daemon_source, source) != 0) {
-		copy = strdup(source);
-		if (copy == NULL) {
-			snprintf(s->err, sizeof s->err, "out of memory taking the daemon lock of "
-			    "source '%s'", source);
-			return -1;
-		}
-	}
-	res = store_run(s, STMT_LOCK_DAEMON, params, PGRES_TUPLES_OK);
-	if (res == NULL) {
-		free(copy);
-		return -1;
-	}
-	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	PQclear(res);
-	s->daemon_locked = got;
-	if (got && copy != NULL) {
-		free(s->daemon_source);
-		s->daemon_source = copy;
-	} else {
-		free(copy);
-	}
-	return got ? 0 : 1;
+	return store_take_lock(s, STMT_LOCK_DAEMON, source, &s->daemon_source, &s->daemon_locked,
+	    "daemon lock");
 }
 
 int
 store_wait_source(struct store *s, const char *source)
 {
-	const char *params[1] = { source };
-	PGresult *res;
-	char *copy = NULL;
-
-	if (s->locked_source == NULL || strcmp(s->locked_source, source) != 0) {
-		copy = strdup(source);
-		if (copy == NULL) {
-			snprintf(s->err, sizeof s->err, "out of memory taking the lock of source '%s'",
-			    source);
-			return -1;
-		}
-	}
 	/* a stop signal cancels it (store_cancel_on_signal): it fails like any statement */
-	res = store_run(s, STMT_WAIT_SOURCE, params, PGRES_TUPLES_OK);
-	if (res == NULL) {
-		free(copy);
-		return strcmp(s->sqlstate, STORE_LOCK_NOT_AVAILABLE) == 0 &&
-		    !store_is_stopping() ? 1 : -1;
-	}
-	PQclear(res);
-	s->locked = true;
-	if (copy != NULL) {
-		free(s->locked_source);
-		s->locked_source = copy;
-	}
-	return 0;
+	int rc = store_take_lock(s, STMT_WAIT_SOURCE, source, &s->locked_source, &s->locked,
+	    "lock");
+
+	/* the wait is bounded by lock_timeout: still busy, the caller asks again */
+	if (rc < 0 && strcmp(s->sqlstate, STORE_LOCK_NOT_AVAILABLE) == 0 && !store_is_stopping())
+		return 1;
+	return rc;
 }
 
 int
