@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,21 +112,35 @@ usage(FILE *out)
 	    CONFIG_DEFAULT_PATH);
 }
 
+/* Hands each line of a multi-line message to emit, after prefix. */
+static void
+each_line(const char *text, void (*emit)(const char *fmt, ...), const char *prefix)
+{
+	const char *w, *nl;
+
+	for (w = text; w != NULL; w = nl != NULL ? nl + 1 : NULL) {
+		nl = strchr(w, '\n');
+		emit("%s%.*s", prefix, nl != NULL ? (int)(nl - w) : (int)strlen(w), w);
+	}
+}
+
+static void LOG_PRINTF
+warn_stderr(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vozagent-sync: warning: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
 /* The configuration's warnings, one per line: to the log, or (-n) to stderr. */
 static void
 print_warnings(const char *warnings, int to_log)
 {
-	const char *w, *nl;
-
-	for (w = warnings; w != NULL; w = nl != NULL ? nl + 1 : NULL) {
-		int n;
-		nl = strchr(w, '\n');
-		n = nl != NULL ? (int)(nl - w) : (int)strlen(w);
-		if (to_log)
-			log_warnx("%.*s", n, w);
-		else
-			fprintf(stderr, "vozagent-sync: warning: %.*s\n", n, w);
-	}
+	each_line(warnings, to_log ? log_warnx : warn_stderr, "");
 }
 
 /*
@@ -262,19 +277,6 @@ app_poll_interval(const struct app *a)
 	return a->has_next ? a->next.poll_interval_ms : a->cfg.poll_interval_ms;
 }
 
-static void
-app_fetch_opts(const struct config *cfg, struct fetch_opts *fo)
-{
-	memset(fo, 0, sizeof *fo);
-	fo->bearer_token = cfg->api_token;
-	fo->timeout_ms = (long)cfg->http_timeout_ms;
-	fo->max_body_bytes = (size_t)cfg->max_body_bytes;
-	/* config allowed http:// only for loopback or allow_insecure_http */
-	fo->allow_http = strncmp(cfg->api_url, "http://", 7) == 0;
-	/* one kept-alive connection per page in flight */
-	fo->max_connections = cfg->concurrency;
-}
-
 /* fetch and sync for a->cfg (which they borrow): 0, or -1 with a message logged. */
 static int
 app_modules_new(struct app *a)
@@ -282,7 +284,7 @@ app_modules_new(struct app *a)
 	struct fetch_opts fo;
 	char err[256];
 
-	app_fetch_opts(&a->cfg, &fo);
+	sync_fetch_opts(&a->cfg, &fo);
 	a->fetch = fetch_new(a->loop, &fo, err, sizeof err);
 	if (a->fetch == NULL) {
 		log_errx("%s", err);
@@ -386,16 +388,6 @@ cb_rest(void *arg)
 	}
 }
 
-/* Logs each line of a multi-line message. */
-static void
-log_lines(const char *prefix, const char *text)
-{
-	for (const char *l = text, *nl; *l != '\0'; l = nl != NULL ? nl + 1 : l + strlen(l)) {
-		nl = strchr(l, '\n');
-		log_errx("%s%.*s", prefix, nl != NULL ? (int)(nl - l) : (int)strlen(l), l);
-	}
-}
-
 /*
  * SIGHUP: the configuration file and environment again. Invalid, or naming
  * another mirror or endpoint: logged, and the one in use stays. Else it
@@ -419,7 +411,7 @@ cb_reload(void *arg, char *status, size_t statuslen)
 		return;
 	}
 	if (config_load(&next, a->cfg.path, 1, err, sizeof err) < 0) {
-		log_lines("reload: ", err);
+		each_line(err, log_errx, "reload: ");
 		log_errx("reload: the configuration is invalid; running with the previous one");
 		snprintf(status, statuslen, "Reload failed: invalid configuration (see the log); "
 		    "running with the previous one");
