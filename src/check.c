@@ -119,20 +119,15 @@ check_api_answer(const struct config *cfg, struct check_api *ca, FILE *out)
 static enum check_result
 check_api(const struct config *cfg, FILE *out)
 {
-	struct fetch_opts fo = {
-		.bearer_token = cfg->api_token,
-		.timeout_ms = (long)cfg->http_timeout_ms,
-		.max_body_bytes = (size_t)cfg->max_body_bytes,
-		/* config allowed http:// only for loopback or allow_insecure_http */
-		.allow_http = strncmp(cfg->api_url, "http://", 7) == 0,
-		.max_connections = 1,
-	};
+	struct fetch_opts fo;
 	struct check_api ca;
 	struct fetch *fetch;
 	uv_loop_t loop;
 	char err[256], *prefix, *url;
 	enum check_result rc = CHECK_API;
 
+	sync_fetch_opts(cfg, &fo);
+	fo.max_connections = 1;    /* one request */
 	memset(&ca, 0, sizeof ca);
 	prefix = sync_list_url(cfg, 1, cfg->filter_status, cfg->filter_contact_id);
 	url = prefix != NULL ? malloc(strlen(prefix) + 2) : NULL;

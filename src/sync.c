@@ -384,6 +384,19 @@ url_param(struct buf *url, const char *key, const char *value)
 	return 0;
 }
 
+void
+sync_fetch_opts(const struct config *cfg, struct fetch_opts *fo)
+{
+	memset(fo, 0, sizeof *fo);
+	fo->bearer_token = cfg->api_token;
+	fo->timeout_ms = (long)cfg->http_timeout_ms;
+	fo->max_body_bytes = (size_t)cfg->max_body_bytes;
+	/* config allowed http:// only for loopback or allow_insecure_http */
+	fo->allow_http = strncmp(cfg->api_url, "http://", 7) == 0;
+	/* one kept-alive connection per page in flight */
+	fo->max_connections = cfg->concurrency;
+}
+
 char *
 sync_list_url(const struct config *c, int limit, const char *status, const char *contact_id)
 {

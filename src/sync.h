@@ -54,6 +54,8 @@ const char *sync_errmsg(const struct sync *s);
 void sync_free(struct sync *s);
 
 const char *sync_mode_name(enum sync_mode mode);
+/* The HTTP client's options for the API cfg names: its key, timeout, body cap, scheme. */
+void sync_fetch_opts(const struct config *cfg, struct fetch_opts *fo);
 /*
  * The listing URL with cfg's filters (status and contact_id given, as a scan
  * narrows them), up to the offset: "...&offset=". Malloc'd; NULL when it would
