@@ -33,7 +33,7 @@ if [ -z "$sysunits" ]; then
 	exit 1
 fi
 
-root=$(mktemp -d /tmp/vozagent-units-XXXXXX)
+root=$(mktemp -d "${TMPDIR:-/tmp}/vozagent-units.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root$bindir" "$root/etc/systemd/system" "$root/usr/lib/systemd" "$root/usr/bin"
 ln -s usr/bin "$root/bin"
