@@ -184,7 +184,8 @@ $$;
 -- rows after (+1) and before (-1). Of an update, only the rows whose reported
 -- columns changed count (the mirror never changes an id).
 CREATE FUNCTION vozagent.calls_rollup() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET enable_nestloop = on AS $$
 DECLARE
     a_source text[]; a_started timestamptz[]; a_assistant text[]; a_type text[];
     a_status text[]; a_duration numeric[]; a_booked boolean[]; a_lead text[];
@@ -310,7 +311,8 @@ $$;
 -- Records what a statement on vozagent.calls changed, for the sources whose
 -- history is on.
 CREATE FUNCTION vozagent.calls_history() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET enable_nestloop = on AS $$
 DECLARE
     v_run bigint := vozagent.current_run_id();
 BEGIN
@@ -403,7 +405,8 @@ COMMENT ON TABLE vozagent.raw_field_stats IS
 -- never changes an id). The one statement below reads whichever transition
 -- tables the event has.
 CREATE FUNCTION vozagent.calls_fields() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET enable_nestloop = on AS $$
 DECLARE
     v_rows text;
 BEGIN
@@ -456,6 +459,10 @@ $$;
 -- psql), so the rollup, the history and the field counts never disagree with
 -- the mirror. Their functions run with the owner's rights: the daemon's role
 -- needs no rights on these tables.
+-- They plan with nested loops allowed even when fired by finish_backfill or
+-- backfill_unseen (006), which turn them off for their own anti-joins: a SET
+-- of a function lasts through the triggers its statements fire, and the small
+-- per-statement joins then took seconds.
 CREATE TRIGGER calls_rollup_insert AFTER INSERT ON vozagent.calls
     REFERENCING NEW TABLE AS calls_new
     FOR EACH STATEMENT EXECUTE FUNCTION vozagent.calls_rollup();
