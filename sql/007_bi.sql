@@ -506,6 +506,12 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_zone text := vozagent.source_zone(p_source);
 BEGIN
+    -- the common case, every pass: nothing to write (an upsert would still lock the row)
+    IF EXISTS (SELECT 1 FROM vozagent.sync_state
+                WHERE source = p_source AND report_time_zone = p_time_zone
+                  AND history = p_history) THEN
+        RETURN false;
+    END IF;
     IF p_time_zone IS DISTINCT FROM v_zone
        AND NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = p_time_zone) THEN
         RAISE EXCEPTION 'report_time_zone "%" is not a time zone PostgreSQL knows (see pg_timezone_names)',
