@@ -430,16 +430,24 @@ BEGIN
                FROM calls_old o JOIN calls_new n ON n.id = o.id
               WHERE o.raw IS DISTINCT FROM n.raw OR (o.deleted_at IS NULL) <> (n.deleted_at IS NULL)'
         END;
+    -- Rows grouped by their set of keys first: the rows of a batch share a
+    -- handful of sets, and joining every row to its keys cost 3x as much.
     EXECUTE format($q$
-        WITH d AS (
-            SELECT x.source, k.field, sum(x.sign)::bigint AS delta,
+        WITH g AS (
+            SELECT x.source, ARRAY(SELECT jsonb_object_keys(x.raw)) AS keys,
+                   sum(x.sign) AS delta,
                    min(x.call_started_at) FILTER (WHERE x.stored) AS first_at,
                    max(x.call_started_at) FILTER (WHERE x.stored) AS last_at,
                    bool_or(x.stored) AS stored
-              FROM (%s) AS x(source, raw, call_started_at, sign, stored),
-                   LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(x.raw) = 'object'
-                                                  THEN x.raw ELSE '{}' END) AS k(field)
-             GROUP BY x.source, k.field
+              FROM (%s) AS x(source, raw, call_started_at, sign, stored)
+             WHERE jsonb_typeof(x.raw) = 'object'
+             GROUP BY 1, 2
+        ), d AS (
+            SELECT g.source, k.field, sum(g.delta)::bigint AS delta,
+                   min(g.first_at) AS first_at, max(g.last_at) AS last_at,
+                   bool_or(g.stored) AS stored
+              FROM g, unnest(g.keys) AS k(field)
+             GROUP BY g.source, k.field
         )
         INSERT INTO vozagent.raw_field_stats AS f
                (source, field, calls, first_call_at, last_call_at, first_seen_at)
