@@ -43,9 +43,11 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA vozagent TO :"writer";
 
 -- The functions the daemon calls (and backfill_seen_ids, which two of them
 -- call with the writer's rights).
-GRANT EXECUTE ON FUNCTION vozagent.merge_batch, vozagent.finish_backfill,
-    vozagent.backfill_unseen, vozagent.backfill_seen_ids, vozagent.configure_source,
-    vozagent.prune_changes TO :"writer";
+GRANT EXECUTE ON FUNCTION
+    vozagent.merge_batch(text, bigint, bigint, bigint[], bigint[], text[], text[], text[]),
+    vozagent.finish_backfill(text, bigint), vozagent.backfill_unseen(text, bigint),
+    vozagent.backfill_seen_ids(text, bigint), vozagent.configure_source(text, text, boolean),
+    vozagent.prune_changes(text, timestamptz, bigint) TO :"writer";
 
 -- What a later `migrate` (run by this same owner) creates gets only what is
 -- safe to hand out in advance: EXECUTE on functions, USAGE on sequences, and

@@ -1559,11 +1559,14 @@ static const char rights_missing_sql[] =
     "  CASE WHEN to_regclass(t) IS NOT NULL THEN pg_get_serial_sequence(t, 'id') END seq"
     "  FROM unnest(ARRAY['vozagent.sync_runs', 'vozagent.rejects']) t) q"
     "  WHERE CASE WHEN q.seq IS NOT NULL THEN NOT has_sequence_privilege(q.seq, 'USAGE') END),"
-    " (SELECT string_agg('EXECUTE on ' || f.oid::regprocedure::text, ', ' ORDER BY f.proname)"
-    "  FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace"
-    "  WHERE n.nspname = 'vozagent' AND f.proname IN ('merge_batch', 'backfill_seen_ids',"
-    "   'backfill_unseen', 'finish_backfill', 'configure_source', 'prune_changes')"
-    "  AND NOT has_function_privilege(f.oid, 'EXECUTE')))";
+    " (SELECT string_agg('EXECUTE on ' || f, ', ' ORDER BY f) FROM unnest(ARRAY["
+    "  'vozagent.merge_batch(text,bigint,bigint,bigint[],bigint[],text[],text[],text[])',"
+    "  'vozagent.finish_backfill(text,bigint)', 'vozagent.backfill_unseen(text,bigint)',"
+    "  'vozagent.backfill_seen_ids(text,bigint)',"
+    "  'vozagent.configure_source(text,text,boolean)',"
+    "  'vozagent.prune_changes(text,timestamptz,bigint)']) f"
+    "  WHERE CASE WHEN to_regprocedure(f) IS NOT NULL"
+    "   THEN NOT has_function_privilege(to_regprocedure(f), 'EXECUTE') END))";
 
 int
 store_inspect(struct store *s, struct store_inspection *out)
