@@ -488,6 +488,8 @@ exit_code(const struct app *a, const struct sched_outcome *o)
 		return EXIT_TEMPFAIL;
 	case SYNC_ERR_REFUSED:
 		return EXIT_DATAERR;
+	case SYNC_ERR_CONFIG:
+		return EXIT_CONFIG;
 	}
 	return EXIT_SOFTWARE;
 }

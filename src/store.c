@@ -245,6 +245,7 @@ struct store {
 	char *daemon_source;     /* the daemon lock to take again after reconnecting */
 	bool daemon_locked;      /* conn holds daemon_source's daemon lock */
 	char sqlstate[6];        /* of the last failure, "" when it had none */
+	bool config_error;       /* the last failure was a setting the server refused */
 	char err[1024];
 };
 
@@ -380,6 +381,12 @@ store_conn_lost(const struct store *s)
 	return s->conn_lost;
 }
 
+bool
+store_failed_on_config(const struct store *s)
+{
+	return s->config_error;
+}
+
 
 /* SQLSTATE 25006: a write refused by a standby or a read-only session. */
 static bool
@@ -415,6 +422,7 @@ store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
 	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
 	snprintf(s->sqlstate, sizeof s->sqlstate, "%s", state != NULL ? state : "");
+	s->config_error = false;
 	if ((pq == NULL || *pq == '\0') && s->conn != NULL)
 		pq = PQerrorMessage(s->conn);
 	va_start(ap, fmt);
@@ -1370,11 +1378,13 @@ store_configure_source(struct store *s, const char *source, const char *time_zon
 	*rebuilt = false;
 	if (res == NULL) {
 		/* a configuration mistake, not a database failure: say which key to fix */
-		if (strcmp(s->sqlstate, STORE_INVALID_PARAMETER) == 0)
+		if (strcmp(s->sqlstate, STORE_INVALID_PARAMETER) == 0) {
 			snprintf(s->err, sizeof s->err, "report_time_zone '%.64s' is not a time zone "
 			    "PostgreSQL knows: set report_time_zone to a name it lists (SELECT name "
 			    "FROM pg_timezone_names), e.g. UTC or Europe/Madrid, then reload; nothing "
 			    "was synced", time_zone);
+			s->config_error = true;
+		}
 		return -1;
 	}
 	*rebuilt = strcmp(PQgetvalue(res, 0, 0), "t") == 0;

@@ -38,6 +38,8 @@ void store_free(struct store *s);
 const char *store_errmsg(const struct store *s);
 /* The last failure was the connection itself (not a query error). */
 int store_conn_lost(const struct store *s);
+/* The last failure was the configuration's (a time zone the server does not know). */
+bool store_failed_on_config(const struct store *s);
 
 /*
  * Connects with client_encoding UTF8, and by default target_session_attrs

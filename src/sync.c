@@ -112,6 +112,7 @@ struct sync {
 	struct track *track;           /* refreshing unfinished calls */
 
 	char err[768];
+	enum sync_result start_failure; /* of the last sync_start that failed */
 };
 
 static void sync_next_scan(struct sync *s);
@@ -562,6 +563,12 @@ sync_choose_mode(struct sync *s, int64_t now_us)
 	return SYNC_INCREMENTAL;
 }
 
+enum sync_result
+sync_start_failure(const struct sync *s)
+{
+	return s->start_failure;
+}
+
 /*
  * The source's reporting settings, before the first batch so that the pass's
  * changes are recorded (or not) and dated as configured: a reloaded value
@@ -575,6 +582,8 @@ sync_configure(struct sync *s)
 	if (store_configure_source(s->store, s->cfg->source, s->cfg->report_time_zone,
 	    s->cfg->history != 0, &rebuilt) < 0) {
 		snprintf(s->err, sizeof s->err, "%s", store_errmsg(s->store));
+		if (store_failed_on_config(s->store))
+			s->start_failure = SYNC_ERR_CONFIG;
 		return -1;
 	}
 	if (rebuilt)
@@ -590,6 +599,7 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	enum scan_kind kind;
 	int64_t now_us, pass_start_newest, from = 0;
 
+	s->start_failure = SYNC_ERR_STORE;
 	if (s->running) {
 		snprintf(s->err, sizeof s->err, "a pass is already running");
 		return -1;

@@ -3,8 +3,8 @@
 PostgreSQL (one case, one order: none of it depends on the API's order):
 
 unknown zone: report_time_zone = a zone PostgreSQL does not know fails the pass with a
-  message naming the key and its value, writes nothing of the batch, records the failed
-  run; `check` says so on its own line and exits 78.
+  message naming the key and its value (once exits 78), writes nothing of the batch,
+  records the failed run; `check` says so on its own line and exits 78.
 run id: each change-history row carries the id of the sync_runs row of the pass that
   wrote it (the batch's SET LOCAL vozagent.run_id).
 restart: a new zone at the next start rebuilds the rollup (a call at 23:30 UTC moves
@@ -42,7 +42,7 @@ def midnight_dates(c):
 
 def unknown_zone(c):
     r = c.run("once", env={"VOZAGENT_REPORT_TIME_ZONE": BAD_ZONE})
-    check(r.rc != 0, "once with an unknown zone exited 0")
+    c.expect_rc(r, 78, "once with a zone PostgreSQL does not know: a configuration error")
     check(re.search(r"report_time_zone '%s' is not a time zone PostgreSQL knows: set "
                     r"report_time_zone to a name it lists" % re.escape(BAD_ZONE), r.err),
           "no clear message naming report_time_zone and its value:\n%s" % r.err)
