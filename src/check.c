@@ -168,13 +168,33 @@ check_api(const struct config *cfg, FILE *out)
 	return rc;
 }
 
+/* Does the server know report_time_zone? What each pass's configure_source would say. */
+static enum check_result
+check_time_zone(const struct config *cfg, struct store *st, FILE *out)
+{
+	bool known;
+
+	if (store_time_zone_is_known(st, cfg->report_time_zone, &known) < 0) {
+		check_line(out, "report_time_zone", "FAIL: %s", store_errmsg(st));
+		return CHECK_DATABASE;
+	}
+	if (!known) {
+		check_line(out, "report_time_zone", "FAIL: '%s' is not a time zone PostgreSQL knows: "
+		    "set report_time_zone to a name it lists (SELECT name FROM pg_timezone_names), "
+		    "e.g. UTC or Europe/Madrid", cfg->report_time_zone);
+		return CHECK_CONFIG;
+	}
+	check_line(out, "report_time_zone", "OK (%s)", cfg->report_time_zone);
+	return CHECK_OK;
+}
+
 /* Connects as `run` does, then the schema and the role's rights, changing nothing. */
 static enum check_result
 check_database(const struct config *cfg, FILE *out)
 {
 	struct store_inspection in;
 	struct store *st = store_new();
-	enum check_result rc = CHECK_DATABASE;
+	enum check_result rc = CHECK_DATABASE, zone = CHECK_OK;
 
 	if (st == NULL) {
 		check_line(out, "database", "FAIL: out of memory");
@@ -186,6 +206,9 @@ check_database(const struct config *cfg, FILE *out)
 		goto out;
 	}
 	check_line(out, "database", "OK (connected)");
+	zone = check_time_zone(cfg, st, out);
+	if (zone == CHECK_DATABASE)
+		goto out;
 	if (store_inspect(st, &in) < 0) {
 		check_line(out, "schema", "FAIL: %s: check the role's USAGE on schema vozagent "
 		    "(docs/writer-role.sql)", store_errmsg(st));
@@ -230,7 +253,8 @@ check_database(const struct config *cfg, FILE *out)
 	rc = CHECK_OK;
 out:
 	store_free(st);
-	return rc;
+	/* a zone to fix in the configuration outlasts what the database lacks */
+	return zone == CHECK_CONFIG ? CHECK_CONFIG : rc;
 }
 
 enum check_result

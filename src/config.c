@@ -58,6 +58,9 @@ static const struct key_def keys[] = {
 	{ "http_timeout", KEY_DURATION, OFF(http_timeout_ms), "30s", 0, 0 },
 	{ "full_resync_interval", KEY_DURATION, OFF(full_resync_ms), "24h", 0, 0 },
 	{ "history_retention", KEY_RETENTION, OFF(history_retention_ms), "90d", 0, 0 },
+	{ "report_time_zone", KEY_STRING, OFF(report_time_zone), "UTC", 0, 0 },
+	{ "history", KEY_BOOL, OFF(history), "on", 0, 0 },
+	{ "change_retention", KEY_RETENTION, OFF(change_retention_ms), "forever", 0, 0 },
 	{ "max_body_size", KEY_SIZE, OFF(max_body_bytes), "64M", 0, 0 },
 	{ "max_delete_fraction", KEY_FRACTION, OFF(max_delete_fraction), "10%", 0, 0 },
 	{ "order", KEY_ORDER, OFF(order), "auto", 0, 0 },
@@ -888,6 +891,32 @@ config_check_url(struct loader *ld, const struct config *cfg)
 	    ld->set[key_find("allow_insecure_http", 19) - keys].where);
 }
 
+/*
+ * PostgreSQL alone knows which zones exist (the pass and `check` ask it);
+ * here only what cannot be a zone name: IANA names are short, of these
+ * characters, relative (the server would read "/x" or "../x" as a path).
+ */
+static void
+config_check_time_zone(struct loader *ld, const struct config *cfg)
+{
+	const char *tz = cfg->report_time_zone, *where;
+	size_t n = strlen(tz);
+
+	if (loader_bad(ld, "report_time_zone"))
+		return;
+	where = ld->set[key_find("report_time_zone", 16) - keys].where;
+	if (n == 0) {
+		loader_error(ld, "%s: report_time_zone must not be empty (use an IANA name such as "
+		    "UTC or Europe/Madrid)", where);
+		return;
+	}
+	if (n > 64 || strspn(tz, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789/_+-") != n || tz[0] == '/' || strstr(tz, "..") != NULL)
+		loader_error(ld, "%s: report_time_zone '%.80s%s' is not a time zone name (an IANA "
+		    "name such as UTC or Europe/Madrid: at most 64 letters, digits and / _ + -, "
+		    "not starting with /)", where, tz, n > 80 ? "..." : "");
+}
+
 static void
 config_check(struct loader *ld, struct config *cfg)
 {
@@ -913,6 +942,11 @@ config_check(struct loader *ld, struct config *cfg)
 	    !loader_bad(ld, "history_retention"))
 		loader_error(ld, "%s: history_retention must be at least 1h, or 0 or forever to "
 		    "keep all history", ld->set[key_find("history_retention", 17) - keys].where);
+	if (cfg->change_retention_ms != 0 && cfg->change_retention_ms < 3600000 &&
+	    !loader_bad(ld, "change_retention"))
+		loader_error(ld, "%s: change_retention must be at least 1h, or 0 or forever to "
+		    "keep every change", ld->set[key_find("change_retention", 16) - keys].where);
+	config_check_time_zone(ld, cfg);
 	if (*cfg->source == '\0')
 		loader_error(ld, "%s: source must not be empty",
 		    ld->set[key_find("source", 6) - keys].where);
@@ -990,7 +1024,7 @@ config_free(struct config *cfg)
 		&cfg->path, &cfg->api_url, &cfg->api_token, &cfg->api_token_origin,
 		&cfg->database_url, &cfg->source, &cfg->filter_status,
 		&cfg->filter_assistant_id, &cfg->filter_contact_id, &cfg->filter_call_type,
-		&cfg->warnings, &cfg->metrics_listen,
+		&cfg->warnings, &cfg->metrics_listen, &cfg->report_time_zone,
 	};
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
 		wipe_free(*strings[i]);

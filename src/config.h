@@ -25,6 +25,9 @@ struct config {
 	uint64_t http_timeout_ms;
 	uint64_t full_resync_ms;     /* run: a backfill this often; 0 = never */
 	uint64_t history_retention_ms; /* sync_runs and rejects older than this go; 0 = keep */
+	char *report_time_zone;      /* IANA name: the day and hour of the source's reports */
+	int history;                 /* write vozagent.call_changes for the source */
+	uint64_t change_retention_ms; /* call_changes older than this go; 0 = keep */
 	int page_size;
 	int concurrency;             /* pages a scan may have in flight */
 	int batch_rows;              /* a commit takes pages up to this many rows... */

@@ -245,29 +245,33 @@ app_prepare(struct app *a)
 
 /*
  * Before a pass, with the source ours: drop history older than
- * history_retention. A failure costs nothing but a warning: the pass is
- * what matters, and the next pruning catches up.
+ * history_retention, and changes older than change_retention. A failure
+ * costs nothing but a warning: the pass is what matters, and the next
+ * pruning catches up.
  */
 static void
 app_prune(struct app *a)
 {
 	struct timespec ts;
-	int64_t runs, rejects;
+	struct store_retention keep = { a->cfg.history_retention_ms, a->cfg.change_retention_ms };
+	struct store_pruned gone;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (a->cfg.history_retention_ms == 0 ||
+	if ((keep.history_ms == 0 && keep.changes_ms == 0) ||
 	    (a->pruned_at != 0 && ts.tv_sec - a->pruned_at < APP_PRUNE_EVERY_S))
 		return;
 	a->pruned_at = ts.tv_sec > 0 ? ts.tv_sec : 1;
-	if (store_prune(a->store, a->cfg.source, a->cfg.history_retention_ms, &runs,
-	    &rejects) < 0) {
+	if (store_prune(a->store, a->cfg.source, &keep, &gone) < 0) {
 		log_warnx("cannot prune the history of source '%s': %s", a->cfg.source,
 		    store_errmsg(a->store));
 		return;
 	}
-	if (runs > 0 || rejects > 0)
+	if (gone.runs > 0 || gone.rejects > 0)
 		log_info("history_retention: removed %" PRId64 " old runs and %" PRId64
-		    " old rejects of source '%s'", runs, rejects, a->cfg.source);
+		    " old rejects of source '%s'", gone.runs, gone.rejects, a->cfg.source);
+	if (gone.changes > 0)
+		log_info("change_retention: removed %" PRId64 " old changes of source '%s'",
+		    gone.changes, a->cfg.source);
 }
 
 /* The poll_interval in force: a reload moves the next pass at once, before its next pass. */
@@ -348,6 +352,10 @@ app_apply_reload(struct app *a)
 			return -1;
 		sched_set_interval(a->sched, a->cfg.poll_interval_ms);
 	} else {
+		/* a new retention applies at this pass, not at the next hourly round */
+		if (old.history_retention_ms != a->cfg.history_retention_ms ||
+		    old.change_retention_ms != a->cfg.change_retention_ms)
+			a->pruned_at = 0;
 		config_free(&old);
 		log_info("reloaded configuration in effect");
 	}
@@ -480,6 +488,8 @@ exit_code(const struct app *a, const struct sched_outcome *o)
 		return EXIT_TEMPFAIL;
 	case SYNC_ERR_REFUSED:
 		return EXIT_DATAERR;
+	case SYNC_ERR_CONFIG:
+		return EXIT_CONFIG;
 	}
 	return EXIT_SOFTWARE;
 }

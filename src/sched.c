@@ -127,7 +127,7 @@ on_uv_tick(uv_timer_t *t)
 	if (sync_start(s->sync, s->job == SCHED_BACKFILL ? SYNC_BACKFILL :
 	    s->job == SCHED_DAEMON ? SYNC_AUTO : SYNC_INCREMENTAL, on_pass_done, s) < 0) {
 		log_errx("cannot start a pass: %s", sync_errmsg(s->sync));
-		s->out.last = SYNC_ERR_STORE;
+		s->out.last = sync_start_failure(s->sync);
 		if (s->job != SCHED_DAEMON) {
 			sched_end(s);
 			return;

@@ -61,6 +61,8 @@ enum stmt_id {
 	STMT_STATUS_RUNS,
 	STMT_PRUNE_RUNS,
 	STMT_PRUNE_REJECTS,
+	STMT_PRUNE_CHANGES,
+	STMT_CONFIGURE_SOURCE,
 	STMT_COUNT
 };
 
@@ -201,6 +203,11 @@ static const struct {
 	    "DELETE FROM vozagent.rejects WHERE id IN (SELECT id FROM vozagent.rejects"
 	    " WHERE source = $1 AND last_seen_at < now() - $2::bigint * interval '1 ms'"
 	    " ORDER BY last_seen_at LIMIT $3)" },
+	[STMT_PRUNE_CHANGES] = { "prune_changes", 3,
+	    "SELECT vozagent.prune_changes($1, now() - $2::bigint * interval '1 ms', $3)" },
+	/* the source's reporting settings: true when a new zone rebuilt its rollup */
+	[STMT_CONFIGURE_SOURCE] = { "configure_source", 3,
+	    "SELECT vozagent.configure_source($1, $2, $3::boolean)" },
 };
 
 static const char stage_ddl[] =
@@ -238,6 +245,7 @@ struct store {
 	char *daemon_source;     /* the daemon lock to take again after reconnecting */
 	bool daemon_locked;      /* conn holds daemon_source's daemon lock */
 	char sqlstate[6];        /* of the last failure, "" when it had none */
+	bool config_error;       /* the last failure was a setting the server refused */
 	char err[1024];
 };
 
@@ -373,6 +381,12 @@ store_conn_lost(const struct store *s)
 	return s->conn_lost;
 }
 
+bool
+store_failed_on_config(const struct store *s)
+{
+	return s->config_error;
+}
+
 
 /* SQLSTATE 25006: a write refused by a standby or a read-only session. */
 static bool
@@ -408,6 +422,7 @@ store_fail(struct store *s, const PGresult *res, const char *fmt, ...)
 	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
 	snprintf(s->sqlstate, sizeof s->sqlstate, "%s", state != NULL ? state : "");
+	s->config_error = false;
 	if ((pq == NULL || *pq == '\0') && s->conn != NULL)
 		pq = PQerrorMessage(s->conn);
 	va_start(ap, fmt);
@@ -1066,25 +1081,29 @@ store_run_finish(struct store *s, int64_t run_id, const char *outcome, const cha
 
 /*
  * Opens the batch's transaction and, when it has rows, COPYs them into the
- * staging table: BEGIN and the COPY go in one round trip. The whole COPY is
- * one statement a stop signal may cancel.
+ * staging table: BEGIN, the run id the history triggers record
+ * (vozagent.run_id, for this transaction only) and the COPY go in one round
+ * trip. The whole COPY is one statement a stop signal may cancel.
  */
 static int
-store_begin_copy(struct store *s, struct rows *rows)
+store_begin_copy(struct store *s, struct rows *rows, int64_t run_id)
 {
 	size_t len = 0;
 	const char *data = rows != NULL && rows_count(rows) > 0 ? rows_copy_data(rows, &len) : NULL;
+	char sql[128];
 	PGresult *res;
 	int ok;
 
+	snprintf(sql, sizeof sql, "BEGIN; SET LOCAL vozagent.run_id = '%" PRId64 "'%s", run_id,
+	    data != NULL ? "; COPY pg_temp.calls_stage FROM STDIN" : "");
 	if (data == NULL)
-		return store_exec(s, "BEGIN", "cannot begin the batch's transaction");
+		return store_exec(s, sql, "cannot begin the batch's transaction");
 	atomic_store(&store_in_statement, true);
 	if (atomic_load(&store_signalled)) {
 		atomic_store(&store_in_statement, false);
 		return store_stopping_fail(s, "the batch's COPY");
 	}
-	res = PQexec(s->conn, "BEGIN; COPY pg_temp.calls_stage FROM STDIN");
+	res = PQexec(s->conn, sql);
 	if (PQresultStatus(res) != PGRES_COPY_IN) {
 		atomic_store(&store_in_statement, false);
 		store_fail(s, res, "cannot start COPY into the staging table");
@@ -1264,7 +1283,7 @@ store_commit_page(struct store *s, const struct store_page *page,
 	struct rows *rows = page->rows;
 
 	snprintf(gen, sizeof gen, "%" PRId64, page->backfill_gen);
-	if (store_begin_copy(s, rows) < 0)
+	if (store_begin_copy(s, rows, page->run_id) < 0)
 		goto fail;
 	if (rows != NULL && (rows_count(rows) > 0 || rows_rejects(rows) > 0) &&
 	    store_merge(s, page, &next) < 0)
@@ -1304,12 +1323,15 @@ store_prune_one(struct store *s, enum stmt_id stmt, const char *source, const ch
 	snprintf(batch, sizeof batch, "%d", STORE_PRUNE_BATCH);
 	*deleted = 0;
 	while (*deleted < max) {
-		PGresult *res = store_run(s, stmt, params, PGRES_COMMAND_OK);
+		/* a DELETE says how many in its tag; a function, in its one value */
+		bool is_function = stmt == STMT_PRUNE_CHANGES;
+		PGresult *res = store_run(s, stmt, params, is_function ? PGRES_TUPLES_OK :
+		    PGRES_COMMAND_OK);
 		int64_t n;
 
 		if (res == NULL)
 			return -1;
-		n = strtoll(PQcmdTuples(res), NULL, 10);
+		n = strtoll(is_function ? PQgetvalue(res, 0, 0) : PQcmdTuples(res), NULL, 10);
 		PQclear(res);
 		*deleted += n;
 		if (n < STORE_PRUNE_BATCH)
@@ -1319,17 +1341,76 @@ store_prune_one(struct store *s, enum stmt_id stmt, const char *source, const ch
 }
 
 int
-store_prune(struct store *s, const char *source, uint64_t retention_ms, int64_t *runs,
-    int64_t *rejects)
+store_prune(struct store *s, const char *source, const struct store_retention *keep,
+    struct store_pruned *gone)
 {
 	char ms[24];
 
-	*runs = *rejects = 0;
-	snprintf(ms, sizeof ms, "%" PRIu64, retention_ms);
+	memset(gone, 0, sizeof *gone);
 	store_rollback(s);
-	if (store_prune_one(s, STMT_PRUNE_RUNS, source, ms, STORE_PRUNE_MAX, runs) < 0)
+	if (keep->history_ms > 0) {
+		snprintf(ms, sizeof ms, "%" PRIu64, keep->history_ms);
+		if (store_prune_one(s, STMT_PRUNE_RUNS, source, ms, STORE_PRUNE_MAX,
+		    &gone->runs) < 0 ||
+		    store_prune_one(s, STMT_PRUNE_REJECTS, source, ms, STORE_PRUNE_MAX,
+		    &gone->rejects) < 0)
+			return -1;
+	}
+	if (keep->changes_ms > 0) {
+		snprintf(ms, sizeof ms, "%" PRIu64, keep->changes_ms);
+		if (store_prune_one(s, STMT_PRUNE_CHANGES, source, ms, STORE_PRUNE_MAX,
+		    &gone->changes) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* SQLSTATE 22023 (invalid_parameter_value): what configure_source raises for a zone. */
+#define STORE_INVALID_PARAMETER "22023"
+
+int
+store_configure_source(struct store *s, const char *source, const char *time_zone,
+    bool history, bool *rebuilt)
+{
+	const char *params[3] = { source, time_zone, history ? "true" : "false" };
+	PGresult *res = store_run(s, STMT_CONFIGURE_SOURCE, params, PGRES_TUPLES_OK);
+
+	*rebuilt = false;
+	if (res == NULL) {
+		/* a configuration mistake, not a database failure: say which key to fix */
+		if (strcmp(s->sqlstate, STORE_INVALID_PARAMETER) == 0) {
+			snprintf(s->err, sizeof s->err, "report_time_zone '%.64s' is not a time zone "
+			    "PostgreSQL knows: set report_time_zone to a name it lists (SELECT name "
+			    "FROM pg_timezone_names), e.g. UTC or Europe/Madrid, then reload; nothing "
+			    "was synced", time_zone);
+			s->config_error = true;
+		}
 		return -1;
-	return store_prune_one(s, STMT_PRUNE_REJECTS, source, ms, STORE_PRUNE_MAX, rejects);
+	}
+	*rebuilt = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return 0;
+}
+
+int
+store_time_zone_is_known(struct store *s, const char *time_zone, bool *known)
+{
+	const char *params[1] = { time_zone };
+	PGresult *res;
+
+	/* what configure_source accepts; check prepares nothing, so an ad hoc statement */
+	atomic_store(&store_in_statement, true);
+	res = PQexecParams(s->conn, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names"
+	    " WHERE name = $1)", 1, NULL, params, NULL, NULL, 0);
+	atomic_store(&store_in_statement, false);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		store_fail(s, res, "cannot ask PostgreSQL which time zones it knows");
+		PQclear(res);
+		return -1;
+	}
+	*known = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return 0;
 }
 
 int
@@ -1457,7 +1538,10 @@ store_print_status(struct store *s, FILE *out)
 
 /*
  * The writer's rights of docs/writer-role.sql, each one the role lacks named
- * once. has_*_privilege with a list is true when any is held: one per call.
+ * once: exactly what the statements above and the functions they call need,
+ * and no more (the history and rollup tables are written by SECURITY DEFINER
+ * triggers). Objects an older schema lacks are skipped. has_*_privilege with
+ * a list is true when any is held: one per call.
  */
 static const char rights_missing_sql[] =
     "SELECT concat_ws(', ',"
@@ -1465,19 +1549,34 @@ static const char rights_missing_sql[] =
     "  THEN 'TEMPORARY on the database' END,"
     " CASE WHEN NOT has_schema_privilege('vozagent', 'USAGE')"
     "  THEN 'USAGE on schema vozagent' END,"
-    " (SELECT string_agg(p || ' on ' || c.oid::regclass::text, ', ' ORDER BY c.relname, p)"
-    "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,"
-    "  unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) p"
-    "  WHERE n.nspname = 'vozagent' AND c.relkind IN ('r', 'p')"
-    "  AND NOT has_table_privilege(c.oid, p)),"
-    " (SELECT string_agg('USAGE on ' || c.oid::regclass::text, ', ' ORDER BY c.relname)"
-    "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-    "  WHERE n.nspname = 'vozagent'"
-    /* CASE: the planner may ask has_sequence_privilege before it filters on relkind */
-    "  AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege(c.oid, 'USAGE') END),"
-    " (SELECT string_agg('EXECUTE on ' || f.oid::regprocedure::text, ', ' ORDER BY f.proname)"
-    "  FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace"
-    "  WHERE n.nspname = 'vozagent' AND NOT has_function_privilege(f.oid, 'EXECUTE')))";
+    " (SELECT string_agg(w.p || ' on ' || w.t, ', ' ORDER BY w.t, w.p) FROM (VALUES"
+    "  ('vozagent.calls', 'SELECT'), ('vozagent.calls', 'INSERT'),"
+    "  ('vozagent.calls', 'UPDATE'),"
+    "  ('vozagent.sync_state', 'SELECT'), ('vozagent.sync_state', 'INSERT'),"
+    "  ('vozagent.sync_state', 'UPDATE'),"
+    "  ('vozagent.sync_runs', 'SELECT'), ('vozagent.sync_runs', 'INSERT'),"
+    "  ('vozagent.sync_runs', 'UPDATE'), ('vozagent.sync_runs', 'DELETE'),"
+    "  ('vozagent.rejects', 'SELECT'), ('vozagent.rejects', 'INSERT'),"
+    "  ('vozagent.rejects', 'UPDATE'), ('vozagent.rejects', 'DELETE'),"
+    "  ('vozagent.backfill_seen_batches', 'SELECT'),"
+    "  ('vozagent.backfill_seen_batches', 'INSERT'),"
+    "  ('vozagent.backfill_seen_batches', 'DELETE'),"
+    "  ('vozagent.schema_migrations', 'SELECT'), ('vozagent.sync_status', 'SELECT')) w(t, p)"
+    /* CASE: the planner may ask has_table_privilege before it filters */
+    "  WHERE CASE WHEN to_regclass(w.t) IS NOT NULL"
+    "   THEN NOT has_table_privilege(to_regclass(w.t), w.p) END),"
+    " (SELECT string_agg('USAGE on ' || q.seq, ', ' ORDER BY q.seq) FROM (SELECT"
+    "  CASE WHEN to_regclass(t) IS NOT NULL THEN pg_get_serial_sequence(t, 'id') END seq"
+    "  FROM unnest(ARRAY['vozagent.sync_runs', 'vozagent.rejects']) t) q"
+    "  WHERE CASE WHEN q.seq IS NOT NULL THEN NOT has_sequence_privilege(q.seq, 'USAGE') END),"
+    " (SELECT string_agg('EXECUTE on ' || f, ', ' ORDER BY f) FROM unnest(ARRAY["
+    "  'vozagent.merge_batch(text,bigint,bigint,bigint[],bigint[],text[],text[],text[])',"
+    "  'vozagent.finish_backfill(text,bigint)', 'vozagent.backfill_unseen(text,bigint)',"
+    "  'vozagent.backfill_seen_ids(text,bigint)',"
+    "  'vozagent.configure_source(text,text,boolean)',"
+    "  'vozagent.prune_changes(text,timestamptz,bigint)']) f"
+    "  WHERE CASE WHEN to_regprocedure(f) IS NOT NULL"
+    "   THEN NOT has_function_privilege(to_regprocedure(f), 'EXECUTE') END))";
 
 int
 store_inspect(struct store *s, struct store_inspection *out)

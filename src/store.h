@@ -38,6 +38,8 @@ void store_free(struct store *s);
 const char *store_errmsg(const struct store *s);
 /* The last failure was the connection itself (not a query error). */
 int store_conn_lost(const struct store *s);
+/* The last failure was the configuration's (a time zone the server does not know). */
+bool store_failed_on_config(const struct store *s);
 
 /*
  * Connects with client_encoding UTF8, and by default target_session_attrs
@@ -127,14 +129,37 @@ int store_cancel_on_signal(int signum);
 /* A stop signal came: a failure since then is an interruption. */
 bool store_is_stopping(void);
 
+/* How long the source's history is kept, in ms; 0 = forever. */
+struct store_retention {
+	uint64_t history_ms;  /* sync_runs and rejects */
+	uint64_t changes_ms;  /* call_changes */
+};
+
+/* What store_prune deleted. */
+struct store_pruned {
+	int64_t runs, rejects, changes;
+};
+
 /*
- * Deletes the source's run history and rejects older than retention_ms
- * (finished runs started and finished before it, rejects not seen since), in
- * small batches, each its own transaction; at most a bounded number per call,
- * the rest is left for the next. runs and rejects say how many went.
+ * Deletes the source's run history and rejects older than keep->history_ms
+ * (finished runs started and finished before it, rejects not seen since), and
+ * its call_changes observed before keep->changes_ms, in small batches, each its
+ * own transaction; at most a bounded number of each per call, the rest is left
+ * for the next.
  */
-int store_prune(struct store *s, const char *source, uint64_t retention_ms, int64_t *runs,
-    int64_t *rejects);
+int store_prune(struct store *s, const char *source, const struct store_retention *keep,
+    struct store_pruned *gone);
+
+/*
+ * At the start of a pass, with the source's lock held: the source's reporting
+ * settings (vozagent.configure_source). *rebuilt: the zone changed and the
+ * source's rollup was rebuilt. A zone PostgreSQL does not know fails with a
+ * message naming report_time_zone.
+ */
+int store_configure_source(struct store *s, const char *source, const char *time_zone,
+    bool history, bool *rebuilt);
+/* Does PostgreSQL know time_zone (pg_timezone_names)? Reads only: for `check`. */
+int store_time_zone_is_known(struct store *s, const char *time_zone, bool *known);
 
 /* What `check` reports of the database, without changing it. */
 struct store_inspection {

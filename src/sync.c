@@ -112,6 +112,7 @@ struct sync {
 	struct track *track;           /* refreshing unfinished calls */
 
 	char err[768];
+	enum sync_result start_failure; /* of the last sync_start that failed */
 };
 
 static void sync_next_scan(struct sync *s);
@@ -562,6 +563,35 @@ sync_choose_mode(struct sync *s, int64_t now_us)
 	return SYNC_INCREMENTAL;
 }
 
+enum sync_result
+sync_start_failure(const struct sync *s)
+{
+	return s->start_failure;
+}
+
+/*
+ * The source's reporting settings, before the first batch so that the pass's
+ * changes are recorded (or not) and dated as configured: a reloaded value
+ * takes effect here, and a new zone rebuilds the rollup before any batch.
+ */
+static int
+sync_configure(struct sync *s)
+{
+	bool rebuilt;
+
+	if (store_configure_source(s->store, s->cfg->source, s->cfg->report_time_zone,
+	    s->cfg->history != 0, &rebuilt) < 0) {
+		snprintf(s->err, sizeof s->err, "%s", store_errmsg(s->store));
+		if (store_failed_on_config(s->store))
+			s->start_failure = SYNC_ERR_CONFIG;
+		return -1;
+	}
+	if (rebuilt)
+		log_info("report_time_zone is now %s: the rollup of source '%s' was rebuilt",
+		    s->cfg->report_time_zone, s->cfg->source);
+	return 0;
+}
+
 int
 sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 {
@@ -569,6 +599,7 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	enum scan_kind kind;
 	int64_t now_us, pass_start_newest, from = 0;
 
+	s->start_failure = SYNC_ERR_STORE;
 	if (s->running) {
 		snprintf(s->err, sizeof s->err, "a pass is already running");
 		return -1;
@@ -599,6 +630,11 @@ sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg)
 	s->running = 1;
 	s->started_us = now_us;
 	metrics_pass_begin(s->metrics, (double)now_us / 1e6);
+	if (sync_configure(s) < 0) {
+		/* the callback is never called when starting fails */
+		sync_end(s, "failed", s->err);
+		return -1;
+	}
 	if (pass_start_newest != ROWS_NO_TIME)
 		metrics_newest_call(s->metrics, (double)pass_start_newest / 1e6);
 	cursor_pass_begin(&s->cur, mode == SYNC_BACKFILL, s->run_id, s->cfg->page_size,

@@ -23,6 +23,7 @@ enum sync_result {
 	SYNC_ERR_API,         /* the API kept failing after retries */
 	SYNC_ERR_STORE,       /* PostgreSQL failed */
 	SYNC_ERR_REFUSED,     /* a backfill would mark too many calls deleted: marked none */
+	SYNC_ERR_CONFIG,      /* PostgreSQL refused a setting (report_time_zone): none started */
 };
 
 typedef void (*sync_done_cb)(void *arg, enum sync_result res);
@@ -37,6 +38,8 @@ struct sync *sync_new(uv_loop_t *loop, const struct config *cfg, struct fetch *f
  * sync_errmsg) and done is never called.
  */
 int sync_start(struct sync *s, enum sync_mode mode, sync_done_cb done, void *arg);
+/* Why the last sync_start failed: SYNC_ERR_CONFIG or SYNC_ERR_STORE. */
+enum sync_result sync_start_failure(const struct sync *s);
 /* Abandons the pass in flight (nothing half-written stays); done is not called. */
 void sync_stop(struct sync *s);
 int sync_running(const struct sync *s);

@@ -178,12 +178,26 @@ def writer_role():
                             "writer=" + w.name, "-f", WRITER_SQL], env=c.pg.env(c.db),
                            capture_output=True, timeout=60)
         check(p.returncode == 0, "docs/writer-role.sql failed: %s" % p.stderr[-500:])
-        c.q('REVOKE DELETE ON vozagent.calls FROM "%s"' % w.name)
+        # only what the daemon uses: nothing on the reporting tables, no DELETE on calls
+        got = c.qjson("select json_agg(t || ' ' || p order by t, p) from unnest(array["
+                      "'vozagent.calls', 'vozagent.calls_daily_rollup', "
+                      "'vozagent.call_changes', 'vozagent.raw_field_stats']) t, "
+                      "unnest(array['SELECT', 'INSERT', 'UPDATE', 'DELETE']) p "
+                      "where has_table_privilege('%s', t, p)" % w.name)
+        check(got == ["vozagent.calls INSERT", "vozagent.calls SELECT",
+                      "vozagent.calls UPDATE"],
+              "docs/writer-role.sql grants more (or less) than the daemon uses: %s" % got)
+        c.q('REVOKE UPDATE ON vozagent.calls FROM "%s"' % w.name)
+        c.q('REVOKE EXECUTE ON FUNCTION vozagent.configure_source(text, text, boolean) '
+            'FROM "%s"' % w.name)
         r = check_run(c, env=env)
-        c.expect_rc(r, 69, "a writer that may not DELETE from vozagent.calls")
-        expect_line(r, "rights", r"FAIL: this role lacks DELETE on vozagent\.calls:")
+        c.expect_rc(r, 69, "a writer that may not UPDATE vozagent.calls nor configure_source")
+        expect_line(r, "rights", r"FAIL: this role lacks UPDATE on vozagent\.calls, "
+                    r"EXECUTE on vozagent\.configure_source\(text,text,boolean\):")
 
-        c.q('GRANT DELETE ON vozagent.calls TO "%s"' % w.name)
+        c.q('GRANT UPDATE ON vozagent.calls TO "%s"' % w.name)
+        c.q('GRANT EXECUTE ON FUNCTION vozagent.configure_source(text, text, boolean) '
+            'TO "%s"' % w.name)
         r = check_run(c, env=env)
         c.expect_rc(r, 0, "the writer role with docs/writer-role.sql's grants")
         expect_line(r, "rights", r"OK \(this role may write the mirror\)")

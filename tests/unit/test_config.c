@@ -516,6 +516,59 @@ test_load_history_retention(void)
 	ASSERT_ERR_LINE(1, "history_retention: 'never' is not a duration");
 }
 
+/* report_time_zone, history and change_retention: the reporting settings of a source. */
+static void
+test_load_report_settings(void)
+{
+	static const char *const bad[] = {
+		"report_time_zone = \"\"\n", "report_time_zone = /etc/passwd\n",
+		"report_time_zone = Europe/../../etc\n", "report_time_zone = Europe/Mad rid\n",
+		"report_time_zone = 'UTC;x'\n", "report_time_zone = Europe/Madrid\\\n",
+		"report_time_zone = "
+		    "Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+	};
+
+	ASSERT_EQ_INT(load(""), 0);
+	ASSERT_EQ_STR(cfg.report_time_zone, "UTC");
+	ASSERT_EQ_INT(cfg.history, 1);
+	ASSERT_EQ_UINT(cfg.change_retention_ms, 0);
+	config_free(&cfg);
+	ASSERT_EQ_INT(load("report_time_zone = America/Argentina/Buenos_Aires\n"
+	    "history = off\nchange_retention = 400d\n"), 0);
+	ASSERT_EQ_STR(cfg.report_time_zone, "America/Argentina/Buenos_Aires");
+	ASSERT_EQ_INT(cfg.history, 0);
+	ASSERT_EQ_UINT(cfg.change_retention_ms, 400ull * 86400 * 1000);
+	config_free(&cfg);
+	ASSERT_EQ_INT(load("report_time_zone = Etc/GMT+3\nhistory = yes\n"), 0);
+	ASSERT_EQ_STR(cfg.report_time_zone, "Etc/GMT+3");
+	ASSERT_EQ_INT(cfg.history, 1);
+	config_free(&cfg);
+	/* 64 bytes is the longest name taken */
+	ASSERT_EQ_INT(load("report_time_zone = "
+	    "Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"), 0);
+	config_free(&cfg);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ASSERT_EQ_INT(load(bad[i]), -1);
+		ASSERT_ERR_LINE(1, "report_time_zone");
+		ASSERT_EQ_INT(err_lines(), 1);
+	}
+	ASSERT_EQ_INT(load("history = maybe\n"), -1);
+	ASSERT_ERR_LINE(1, "history must be yes or no, got 'maybe'");
+	/* like history_retention: a plain number is seconds, surely a typo */
+	ASSERT_EQ_INT(load("change_retention = 30\n"), -1);
+	ASSERT_ERR_LINE(1, "change_retention must be at least 1h");
+	ASSERT_EQ_INT(load("change_retention = never\n"), -1);
+	ASSERT_ERR_LINE(1, "change_retention: 'never' is not a duration");
+	ASSERT_EQ_INT(load("change_retention = 0\n"), 0);
+	ASSERT_EQ_UINT(cfg.change_retention_ms, 0);
+	config_free(&cfg);
+	/* from the environment, the message names the variable */
+	setenv("VOZAGENT_REPORT_TIME_ZONE", "../UTC", 1);
+	ASSERT_EQ_INT(load(""), -1);
+	unsetenv("VOZAGENT_REPORT_TIME_ZONE");
+	ASSERT_ERR_LINE(0, "VOZAGENT_REPORT_TIME_ZONE: report_time_zone '../UTC'");
+}
+
 static void
 test_load_database_url(void)
 {
@@ -1001,7 +1054,7 @@ test_reloadable_keys(void)
 		"api_token", "api_token_file", "poll_interval", "page_size", "concurrency",
 		"batch_rows", "batch_time", "lookback", "http_timeout", "full_resync_interval",
 		"history_retention", "max_body_size", "max_delete_fraction", "order", "log_level",
-		"allow_insecure_http",
+		"allow_insecure_http", "report_time_zone", "history", "change_retention",
 	};
 
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
@@ -1093,6 +1146,7 @@ static const struct test_case tests[] = {
 	TEST(test_load_page_size),
 	TEST(test_load_poll_interval_minimum),
 	TEST(test_load_history_retention),
+	TEST(test_load_report_settings),
 	TEST(test_load_database_url),
 	TEST(test_load_long_line),
 	TEST(test_load_small_error_buffer),
