@@ -686,3 +686,12 @@ BEGIN
         TO vozagent_reader;
 END
 $$;
+
+------------------------------------------------------------------------------
+-- [bi-board] The dashboard login reads daily_totals and assistant_performance,
+-- which call source_zone(); a function in a view runs with the caller's rights,
+-- and the reader may not read sync_state ("permission denied for table
+-- sync_state", found by tests/e2e/test_grafana.py). The owner's rights here
+-- keep the zone lookup working for the reader without a grant on sync_state.
+------------------------------------------------------------------------------
+ALTER FUNCTION vozagent.source_zone(text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
