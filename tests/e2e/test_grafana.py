@@ -371,7 +371,11 @@ CALLS = [
     (101, None, "completed", "warm", True),  # 12: no assistant
     (1, A, "in-progress", None, None),       # 13: finished later, failed
     (120, C, "completed", "hot", True),      # 14: deleted by the vendor later
+    (None, C, "failed", "cold", False),      # 15: at 20:00 UTC three days ago (see below)
 ]
+# Call 15 starts at an hour when the UTC date and the date in a zone 14 hours
+# ahead differ: the board must take the range's ends as days of the source's zone.
+AHEAD = "Pacific/Kiritimati"
 
 
 def call_id(n):
@@ -381,7 +385,11 @@ def call_id(n):
 def records(now):
     out = []
     for n, (hours, asst, status, lead, booked) in enumerate(CALLS, 1):
-        start = now - dt.timedelta(hours=hours, minutes=n)
+        if hours is None:
+            start = (now - dt.timedelta(days=3)).replace(hour=20, minute=0, second=0,
+                                                         microsecond=0)
+        else:
+            start = now - dt.timedelta(hours=hours, minutes=n)
         r = {"id": call_id(n), "contact_id": "contact-%d" % (n % 5),
              "call_type": "inbound" if n % 3 else "outbound", "call_status": status,
              "call_started_at": start.strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -401,9 +409,11 @@ def records(now):
 
 
 # The funnel over every assistant (the variable's All) and the last 30 days, after the
-# changes: live calls with an assistant are 1-11 and 13 (12 has none, 14 was deleted);
-# completed: 1 2 4 5 6 7 8 9; of those hot/warm: 1 2 5 6 7 8 9; and booked: 1 5 6 7.
-FUNNEL = {"Calls": 12, "Completed": 8, "Qualified (hot/warm)": 7, "Booked": 4}
+# changes: live calls with an assistant are 1-11, 13 and 15 (12 has none, 14 was
+# deleted); completed: 1 2 4 5 6 7 8 9; of those hot/warm: 1 2 5 6 7 8 9; and booked:
+# 1 5 6 7.
+FUNNEL = {"Calls": 13, "Completed": 8, "Qualified (hot/warm)": 7, "Booked": 4}
+LIVE_WITH_ASSISTANT = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15]
 
 
 # ------------------------------------------------------------ scenario ----
@@ -445,8 +455,7 @@ def scenario():
             t_from, t_to = now - dt.timedelta(days=30), now
 
             # An empty mirror: no source, no assistant; every query still runs.
-            _, problems = run_board(dash, reader, t_from, t_to,
-                                    lambda n, o, v: [] if v.get("multi") else "")
+            _, problems = run_board(dash, reader, t_from, t_to, all_of)
             check(not problems, "on an empty mirror:\n  " + "\n  ".join(problems))
             h.log("every query runs on an empty mirror")
 
@@ -472,6 +481,7 @@ def scenario():
                 h.log("panel %2d %-45s %d row(s)" % (pid, by_title[pid], len(rows)))
             check_results(dash, res)
             check_checker(dash, reader, t_from, t_to)
+            check_zone(c, dash, reader, now)
         finally:
             c.pg.psql('DROP ROLE IF EXISTS "%s"' % role, check_rc=False)
 
@@ -499,13 +509,13 @@ def check_results(dash, res):
           "funnel %s, expected %s" % (funnel, FUNNEL))
 
     rates = {r["assistant"]: r["booking rate"] for r in res[panel_id(dash, "calls_daily")]}
-    want = {A: Decimal(2) / 5, B: Decimal(3) / 4, C: Decimal(0) / 3}
+    want = {A: Decimal(2) / 5, B: Decimal(3) / 4, C: Decimal(0) / 4}
     check(set(rates) == set(want) and all(abs(rates[k] - want[k]) < Decimal("1e-9")
                                           for k in want),
           "booking rate per assistant %s, expected %s" % (rates, want))
 
     heat = res[panel_id(dash, "calls_hourly")]
-    check(sum(sum(v for k, v in r.items() if k != "day") for r in heat) == 12,
+    check(sum(sum(v for k, v in r.items() if k != "day") for r in heat) == 13,
           "calls by weekday and hour: %s" % heat)
 
     fresh = res[panel_id(dash, "sync_freshness", "stat")]
@@ -550,11 +560,41 @@ def check_checker(dash, reader, t_from, t_to):
 
     broken = copy.deepcopy(dash)
     t = [p for p in all_panels(broken) if p["id"] == funnel][0]["targets"][0]
-    t["rawSql"] = t["rawSql"].replace("$__timeFilter(", "$__timeFilterr(")
+    check("$__timeFrom()" in t["rawSql"], "the funnel panel no longer uses $__timeFrom()")
+    t["rawSql"] = t["rawSql"].replace("$__timeFrom()", "$__timeFromm()")
     _, problems = run_board(broken, reader, t_from, t_to, all_of, only=funnel)
-    check(any("unknown macro $__timeFilterr" in x for x in problems),
+    check(any("unknown macro $__timeFromm" in x for x in problems),
           "an unknown macro passed: %s" % problems)
     h.log("the checker catches a missing column, a forbidden table and an unknown macro")
+
+
+def check_zone(c, dash, reader, now):
+    """With the source's days in a zone 14 hours ahead of UTC, a range ending just after
+    call 15 covers call 15's day there: the funnel counts the calls whose day in that
+    zone lies in the range's days in that zone (worked out here with zoneinfo)."""
+    import zoneinfo
+    zone = zoneinfo.ZoneInfo(AHEAD)
+    check(c.scalar("SELECT vozagent.configure_source('%s', '%s', true)" % (c.source, AHEAD))
+          == "t", "configure_source did not report a new zone")
+    starts = {n: h.parse_instant(r["call_started_at"]) for n, r in
+              enumerate(records(now), 1)}
+    t_to = starts[15] + dt.timedelta(seconds=1)
+    t_from = t_to - dt.timedelta(days=30)
+    first, last = t_from.astimezone(zone).date(), t_to.astimezone(zone).date()
+    want = sum(1 for n in LIVE_WITH_ASSISTANT
+               if first <= starts[n].astimezone(zone).date() <= last)
+    check(starts[15].astimezone(zone).date() > t_to.date(), "test data: call 15's day in "
+          "%s is not after the UTC day of the range's end" % AHEAD)
+    variables, problems = resolve_variables(dash, reader, t_from, t_to, all_of)
+    check(not problems and variables["zone"][0] == AHEAD,
+          "the zone variable: %s %s" % (variables.get("zone"), problems))
+    funnel = panel_id(dash, "lead_funnel")
+    res, problems = run_board(dash, reader, t_from, t_to, all_of, only=funnel)
+    check(not problems, "funnel in %s: %s" % (AHEAD, problems))
+    check(int(res[funnel][0]["Calls"]) == want, "funnel in %s up to %s: %s calls, expected %d"
+          % (AHEAD, t_to, res[funnel][0]["Calls"], want))
+    h.log("in %s the range's ends are days of that zone (%d calls up to %s)"
+          % (AHEAD, want, last))
 
 
 if __name__ == "__main__":
