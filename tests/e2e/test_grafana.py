@@ -291,15 +291,44 @@ class Reader:
 
     def run(self, sql):
         """(rows, None) or (None, error text) of one query, rows as exact JSON."""
-        body = sql.strip().rstrip(";")
-        wrapped = "SELECT coalesce(json_agg(q), '[]') FROM (\n%s\n) q" % body
+        return self.run_many([sql])[0]
+
+    def run_many(self, sqls):
+        """[(rows, None) or (None, error text)] of queries run one after the other in
+        one session (a failed one does not stop the next); one psql for all of them."""
+        script = []
+        for i, sql in enumerate(sqls):
+            body = sql.strip().rstrip(";")
+            script.append("\\warn @@%d\n\\echo @@%d\n"
+                          "SELECT coalesce(json_agg(q), '[]') FROM (\n%s\n) q;\n" % (i, i, body))
         env = self.case.pg.env(self.case.db)
         env["PGUSER"] = self.role
-        p = subprocess.run([self.case.pg.psql_bin, "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1",
-                            "-c", wrapped], env=env, capture_output=True, timeout=60)
-        if p.returncode != 0:
-            return None, p.stderr.decode("utf-8", "replace").strip()
-        return h.jload_exact(p.stdout.decode("utf-8")), None
+        p = subprocess.run([self.case.pg.psql_bin, "-X", "-At", "-q", "-v", "ON_ERROR_STOP=0"],
+                           input="".join(script).encode("utf-8"), env=env,
+                           capture_output=True, timeout=120)
+        out = self._split(p.stdout.decode("utf-8", "replace"))
+        err = self._split(p.stderr.decode("utf-8", "replace"))
+        results = []
+        for i in range(len(sqls)):
+            e, o = err.get(i, "").strip(), out.get(i, "").strip()
+            if e or not o:
+                results.append((None, e or "no answer (psql exit %d)" % p.returncode))
+            else:
+                results.append((h.jload_exact(o), None))
+        return results
+
+    @staticmethod
+    def _split(text):
+        """{query number: its text} from output with an @@N line before each query's."""
+        parts, cur = {}, None
+        for line in text.split("\n"):
+            m = re.fullmatch(r"@@(\d+)", line)
+            if m:
+                cur = int(m.group(1))
+                parts[cur] = ""
+            elif cur is not None:
+                parts[cur] += line + "\n"
+        return parts
 
 
 def resolve_variables(dash, reader, t_from, t_to, choose):
@@ -331,7 +360,7 @@ def run_board(dash, reader, t_from, t_to, choose, only=None):
     """Every panel's SQL (or only that of panel id `only`), expanded and run:
     ({panel id: rows}, problems)."""
     variables, problems = resolve_variables(dash, reader, t_from, t_to, choose)
-    results = {}
+    results, todo = {}, []
     for p in all_panels(dash):
         if only is not None and p.get("id") != only:
             continue
@@ -340,15 +369,16 @@ def run_board(dash, reader, t_from, t_to, choose, only=None):
             s, errors = expand(t.get("rawSql", ""), variables, t_from, t_to)
             if errors:
                 problems.append("%s: %s" % (what, "; ".join(errors)))
-                continue
-            rows, err = reader.run(s)
-            if err:
-                problems.append("%s: %s\n    SQL: %s" % (what, err, h.short(s, 2000)))
-                continue
-            if t.get("format") == "time_series" and rows and "time" not in rows[0]:
-                problems.append("%s: a time series query returns no column \"time\" (%s)"
-                                % (what, ", ".join(rows[0])))
-            results[p.get("id")] = rows
+            else:
+                todo.append((p.get("id"), what, t.get("format"), s))
+    for (pid, what, fmt, s), (rows, err) in zip(todo, reader.run_many([x[3] for x in todo])):
+        if err:
+            problems.append("%s: %s\n    SQL: %s" % (what, err, h.short(s, 2000)))
+            continue
+        if fmt == "time_series" and rows and "time" not in rows[0]:
+            problems.append("%s: a time series query returns no column \"time\" (%s)"
+                            % (what, ", ".join(rows[0])))
+        results[pid] = rows
     return results, problems
 
 
