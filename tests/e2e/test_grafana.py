@@ -5,8 +5,9 @@ and macros are expanded the way Grafana and its PostgreSQL data source expand th
 it is run against a small mirror loaded through the binary and the simulator, as a login
 role created with the three lines docs/bi.md gives (granted vozagent_reader): a panel
 that names a missing column, or reads a table the reader may not read, fails here.
-The key panels must return rows, the funnel the counts worked out by hand below. The
-checker itself is shown to catch a broken column, a forbidden table and an unknown macro.
+The key panels must return rows, the funnel the counts worked out by hand below, also
+with the source's days in a zone 14 hours ahead of UTC. The checker itself is shown to
+catch a broken column, a forbidden table and an unknown macro.
 """
 
 import copy
@@ -461,8 +462,7 @@ def doc_login_lines():
 
 
 def all_of(name, options, var):
-    if name == "source":
-        return options[0] if options else ""
+    """What Grafana selects on load: All for a multi-value variable, else the first."""
     return options if var.get("multi") else (options[0] if options else "")
 
 
