@@ -760,21 +760,3 @@ BEGIN
         TO vozagent_reader;
 END
 $$;
-
-------------------------------------------------------------------------------
--- [bi-board] The dashboard login reads daily_totals and assistant_performance,
--- which call source_zone(); a function in a view runs with the caller's rights,
--- and the reader may not read sync_state ("permission denied for table
--- sync_state", found by tests/e2e/test_grafana.py). The owner's rights here
--- keep the zone lookup working for the reader without a grant on sync_state.
-------------------------------------------------------------------------------
-ALTER FUNCTION vozagent.source_zone(text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-
--- [bi-board] backfill_unseen and finish_backfill (006) run with enable_nestloop
--- off, and a function's SET lasts through the triggers its statements fire: the
--- three trigger functions then planned their small per-statement queries
--- without nested loops, and marking one call deleted took seconds on a mirror
--- of 14 calls. Each trigger plans with the default again.
-ALTER FUNCTION vozagent.calls_rollup() SET enable_nestloop = on;
-ALTER FUNCTION vozagent.calls_history() SET enable_nestloop = on;
-ALTER FUNCTION vozagent.calls_fields() SET enable_nestloop = on;
