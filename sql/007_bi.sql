@@ -553,8 +553,8 @@ SELECT c.id, c.source, c.contact_id, c.assistant_id, c.call_type, c.call_status,
        round(c.duration_seconds / 60, 2) AS duration_minutes,
        c.lead_qualification IN ('hot', 'warm') AS is_qualified
   FROM vozagent.calls c
-  LEFT JOIN LATERAL (SELECT coalesce((SELECT s.report_time_zone FROM vozagent.sync_state s
-                                       WHERE s.source = c.source), 'UTC') AS zone) z ON true
+  LEFT JOIN vozagent.sync_state st ON st.source = c.source,
+       LATERAL (SELECT coalesce(st.report_time_zone, 'UTC') AS zone) z
  WHERE c.deleted_at IS NULL;
 COMMENT ON VIEW vozagent.calls_live IS
     'Calls not marked deleted, with day, hour and weekday in the source''s report_time_zone. Filter on call_started_at (indexed) rather than call_date for speed.';
@@ -579,10 +579,14 @@ WITH d AS (
            sum(booked)::int AS booked
       FROM vozagent.calls_daily_rollup GROUP BY source, call_date
 ), span AS (
-    SELECT source, min(call_date) AS first_day,
-           greatest(max(call_date),
-                    (now() AT TIME ZONE vozagent.source_zone(source))::date) AS last_day
-      FROM d GROUP BY source
+    -- the source's today, in its zone (its settings are joined here, not read
+    -- by a function: a view reads with its owner's rights, a function would not)
+    SELECT d.source, min(d.call_date) AS first_day,
+           greatest(max(d.call_date),
+                    (now() AT TIME ZONE coalesce(min(st.report_time_zone), 'UTC'))::date)
+               AS last_day
+      FROM d LEFT JOIN vozagent.sync_state st ON st.source = d.source
+     GROUP BY d.source
 )
 SELECT s.source, g.day::date AS call_date,
        coalesce(d.calls, 0) AS calls, coalesce(d.completed, 0) AS completed,
@@ -607,8 +611,9 @@ SELECT r.source, r.assistant_id, p.period, p.days AS period_days,
        round(sum(r.duration_sum) / nullif(sum(r.duration_n), 0), 2) AS avg_duration_seconds,
        round(sum(r.failed)::numeric / sum(r.calls), 4) AS failed_share
   FROM (VALUES ('7 days', 7), ('30 days', 30), ('90 days', 90)) AS p(period, days)
-  JOIN vozagent.calls_daily_rollup r
-    ON r.call_date > (now() AT TIME ZONE vozagent.source_zone(r.source))::date - p.days
+ CROSS JOIN vozagent.calls_daily_rollup r
+  LEFT JOIN vozagent.sync_state st ON st.source = r.source
+ WHERE r.call_date > (now() AT TIME ZONE coalesce(st.report_time_zone, 'UTC'))::date - p.days
  GROUP BY r.source, r.assistant_id, p.period, p.days;
 COMMENT ON VIEW vozagent.assistant_performance IS
     'Per assistant over the last 7, 30 and 90 days (today included, in report_time_zone).';
