@@ -779,36 +779,3 @@ BEGIN
         TO vozagent_reader;
 END
 $$;
-
-------------------------------------------------------------------------------
--- Measured at 1,000,000 calls (tests/bench/bench_dashboards.sh, BENCHMARKS.md
--- "The BI layer"); the lead may fold these into the definitions above.
-------------------------------------------------------------------------------
-
--- The heatmap summed per weekday first: 24 + 24 sums over the rollup rows in
--- one pass, then 7 x 24 cells unnested, instead of unnesting every rollup
--- row's hours (24 rows per row, ~230000 at 1M calls). Same rows as the
--- definition above (3x faster at 1M calls).
-CREATE OR REPLACE VIEW vozagent.hourly_heatmap AS
-WITH w AS (
-    SELECT r.source, extract(isodow FROM r.call_date)::int AS weekday,
-           ARRAY[sum(r.hour_calls[1]), sum(r.hour_calls[2]), sum(r.hour_calls[3]), sum(r.hour_calls[4]), sum(r.hour_calls[5]), sum(r.hour_calls[6]),
-                 sum(r.hour_calls[7]), sum(r.hour_calls[8]), sum(r.hour_calls[9]), sum(r.hour_calls[10]), sum(r.hour_calls[11]), sum(r.hour_calls[12]),
-                 sum(r.hour_calls[13]), sum(r.hour_calls[14]), sum(r.hour_calls[15]), sum(r.hour_calls[16]), sum(r.hour_calls[17]), sum(r.hour_calls[18]),
-                 sum(r.hour_calls[19]), sum(r.hour_calls[20]), sum(r.hour_calls[21]), sum(r.hour_calls[22]), sum(r.hour_calls[23]), sum(r.hour_calls[24])] AS c,
-           ARRAY[sum(r.hour_booked[1]), sum(r.hour_booked[2]), sum(r.hour_booked[3]), sum(r.hour_booked[4]), sum(r.hour_booked[5]), sum(r.hour_booked[6]),
-                 sum(r.hour_booked[7]), sum(r.hour_booked[8]), sum(r.hour_booked[9]), sum(r.hour_booked[10]), sum(r.hour_booked[11]), sum(r.hour_booked[12]),
-                 sum(r.hour_booked[13]), sum(r.hour_booked[14]), sum(r.hour_booked[15]), sum(r.hour_booked[16]), sum(r.hour_booked[17]), sum(r.hour_booked[18]),
-                 sum(r.hour_booked[19]), sum(r.hour_booked[20]), sum(r.hour_booked[21]), sum(r.hour_booked[22]), sum(r.hour_booked[23]), sum(r.hour_booked[24])] AS b
-      FROM vozagent.calls_daily_rollup r
-     GROUP BY r.source, extract(isodow FROM r.call_date)::int
-)
-SELECT w.source, w.weekday, (h.i - 1)::int AS hour_of_day, h.calls::int AS calls,
-       h.booked::int AS booked, round(h.booked::numeric / h.calls, 4) AS booking_rate
-  FROM w, unnest(w.c, w.b) WITH ORDINALITY AS h(calls, booked, i)
- WHERE h.calls > 0;
-
--- sync_freshness' last_error: the newest failed run of a source, found
--- without reading back through every run since (26000 at 90 days of runs
--- every 5 minutes; 130000 at one a minute). Only failed runs are indexed.
-CREATE INDEX sync_runs_failed_idx ON vozagent.sync_runs (source, id) WHERE outcome = 'failed';
