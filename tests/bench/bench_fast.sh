@@ -7,7 +7,7 @@
 #   tests/bench/bench_fast.sh [--calls N] [--latency-ms L] [--rate R] [--reps K]
 #                             [--concurrency C] [--batch-rows B]
 #                             [--order oldest_first|newest_first]
-#                             [--scenarios all] [--no-build] [--keep]
+#                             [--scenarios all] [--bi] [--no-build] [--keep]
 #
 # It builds the release binaries in build-bench/ (vozagent-sync, fastapi,
 # fastget), starts a private PostgreSQL with fsync on (tests/pg/cluster.sh, port
@@ -43,13 +43,23 @@
 # into the daemon's config (only when given). --scenarios all runs the four
 # scenarios of the issue one after the other: N=100000 and N=1000000 with no
 # latency, N=20000 at 50 ms per request, N=20000 behind 25 requests/s.
+#
+# --bi measures what the BI layer (sql/007_bi.sql: the rollup, raw field
+# statistics and change history, all kept by triggers on vozagent.calls) costs
+# a backfill: each round then runs, alternating the order, the backfill with
+# the BI triggers on (as shipped; followed by the resync and once as above),
+# with them disabled (ALTER TABLE .. DISABLE TRIGGER, every trigger of
+# vozagent.calls but 004's calls_count_*), and with "history = off" in the
+# daemon's config when this tree has that key (else that run is skipped, and
+# the table says so), and COPY; not the script nor the server. Every database
+# is migrated before its timed backfill here, so no variant pays for 007's DDL.
+# The resync also counts the rows it wrote to the BI tables.
 # Exit status 0 when every run succeeded and mirrored every call.
 set -euo pipefail
 export LC_ALL=C
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-CLUSTER=$REPO/tests/pg/cluster.sh
 BUILD=$REPO/build-bench
 KEY=bench-token
 
@@ -61,12 +71,15 @@ CONC=
 BATCH=
 ORDER=oldest_first
 SCENARIOS=
+BI=0
 BUILD_IT=1
 KEEP=0
 PG_PORT=${VOZAGENT_PG_PORT:-54359}
 
 # shellcheck source=scripts/lib/common.sh
 . "$REPO/scripts/lib/common.sh"
+# shellcheck source=tests/bench/lib_bench.sh
+. "$HERE/lib_bench.sh"
 
 usage() { # exit-status
 	sed -n '7,10p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2
@@ -89,6 +102,7 @@ while [ $# -gt 0 ]; do
 	--batch-rows) BATCH=${2:-}; shift ;;
 	--order) ORDER=${2:-}; shift ;;
 	--scenarios) SCENARIOS=${2:-}; shift ;;
+	--bi) BI=1 ;;
 	--no-build) BUILD_IT=0 ;;
 	--keep) KEEP=1 ;;
 	-h | --help) usage 0 ;;
@@ -136,31 +150,15 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/vozagent-bench-fast.XXXXXX")
 API_PID=
 cleanup() {
 	stop_api
-	VOZAGENT_PG_PORT=$PG_PORT bash "$CLUSTER" stop "$WORK/pg.env" >/dev/null 2>&1 || true
+	bench_pg_stop "$WORK" "$PG_PORT"
 	if [ "$KEEP" = 1 ]; then note "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$WORK/log"
 
-note "==> PostgreSQL: private cluster on port $PG_PORT, fsync on"
-VOZAGENT_PG_PORT=$PG_PORT bash "$CLUSTER" --durable start "$WORK/pg.env" >"$WORK/log/cluster.log" 2>&1 ||
-	{ cat "$WORK/log/cluster.log" >&2; die "cluster.sh start failed"; }
-set -a
-# shellcheck disable=SC1091
-. "$WORK/pg.env"
-set +a
-export PGDATABASE=postgres PGOPTIONS="-c client_min_messages=warning"
-PSQL=(psql -X -q -v ON_ERROR_STOP=1)
-# Background work must not land in one run and not another.
-"${PSQL[@]}" -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
-PG_VERSION=$("${PSQL[@]}" -Atc "SHOW server_version")
-[ "$("${PSQL[@]}" -Atc "SHOW fsync")" = on ] || die "the cluster runs with fsync off"
+bench_pg_start "$WORK" "$PG_PORT"
 
-# shellcheck disable=SC2153 # PGHOST, PGPORT, PGUSER come from pg.env
-db_url() { printf 'host=%s port=%s user=%s dbname=%s' "$PGHOST" "$PGPORT" "$PGUSER" "$1"; }
-fresh_db() { "${PSQL[@]}" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"; }
-count_rows() { "${PSQL[@]}" -d "$1" -Atc "SELECT count(*) FROM $2"; }
 expect_rows() { # db table n what
 	local got
 	got=$(count_rows "$1" "$2")
@@ -204,7 +202,6 @@ print(s["requests"], s["rate_limited"])'
 
 # ---- measuring ----
 
-now_us() { echo "${EPOCHREALTIME/./}"; }
 CLK_TCK=$(getconf CLK_TCK)
 # the server's CPU time so far (utime + stime), in ticks
 api_ticks() {
@@ -262,10 +259,34 @@ calls_written() { # db: n_tup_ins + n_tup_upd of vozagent.calls so far
 printf 'page_size = 100\n' >"$WORK/daemon.conf"
 [ -z "$CONC" ] || printf 'concurrency = %s\n' "$CONC" >>"$WORK/daemon.conf"
 [ -z "${BATCH:-}" ] || printf 'batch_rows = %s\n' "$BATCH" >>"$WORK/daemon.conf"
-daemon() { # DB COMMAND: sets DAEMON, the command line
+# The history switch of the BI layer, when this tree's daemon has it.
+HAS_HISTORY_KEY=0
+if grep -q '{ "history",' "$REPO/src/config.c"; then
+	HAS_HISTORY_KEY=1
+	{ cat "$WORK/daemon.conf"; printf 'history = off\n'; } >"$WORK/daemon-nohist.conf"
+fi
+daemon() { # DB COMMAND [CONFIG]: sets DAEMON, the command line
 	DAEMON=(env "VOZAGENT_API_URL=$API_URL/v1" "VOZAGENT_API_TOKEN=$KEY"
 		"VOZAGENT_DATABASE_URL=$(db_url "$1")" VOZAGENT_SOURCE=bench
-		VOZAGENT_HTTP_TIMEOUT=60s "$BIN" -c "$WORK/daemon.conf" "$2")
+		VOZAGENT_HTTP_TIMEOUT=60s "$BIN" -c "${3:-$WORK/daemon.conf}" "$2")
+}
+migrate() { # DB [CONFIG]: the schema, untimed
+	daemon "$1" migrate "${2:-}"
+	"${DAEMON[@]}" >"$WORK/log/migrate.log" 2>&1 || { cat "$WORK/log/migrate.log" >&2; die "migrate failed"; }
+}
+
+# The BI layer's triggers: every user trigger of vozagent.calls but 004's counters.
+bi_triggers() { # db
+	"${PSQL[@]}" -d "$1" -Atc "SELECT tgname FROM pg_trigger
+		WHERE tgrelid = 'vozagent.calls'::regclass AND NOT tgisinternal
+		  AND tgname NOT LIKE 'calls\_count\_%' ORDER BY tgname"
+}
+
+# Rows written (inserted, updated, deleted) so far to vozagent.calls and to the BI tables.
+bi_written() { # db
+	"${PSQL[@]}" -d "$1" -Atc "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)
+		FROM pg_stat_user_tables WHERE schemaname = 'vozagent'
+		 AND relname IN ('calls', 'calls_daily_rollup', 'call_changes', 'raw_field_stats')"
 }
 
 COLS="id, contact_id, assistant_id, call_type, call_status, duration_seconds, call_started_at"
@@ -295,8 +316,9 @@ SQL
 }
 
 run_daemon() { # SCENARIO ROUND
-	local w0 w1
+	local w0 w1 b0 b1
 	fresh_db bf
+	[ "$BI" = 0 ] || migrate bf
 	daemon bf backfill
 	run_measured backfill "${DAEMON[@]}"
 	record "$1" "$2" backfill
@@ -304,13 +326,36 @@ run_daemon() { # SCENARIO ROUND
 	if [ "$2" = 1 ]; then check_same_rows bf; fi
 	wait_backends_gone bf
 	w0=$(calls_written bf)
+	b0=$(bi_written bf)
 	run_measured resync "${DAEMON[@]}"
 	wait_backends_gone bf
 	w1=$(calls_written bf)
+	b1=$(bi_written bf)
 	record "$1" "$2" resync $((w1 - w0))
+	[ "$BI" = 0 ] || printf '%s\t%s\t%s\n' "$1" "$2" $((b1 - b0)) >>"$WORK/bi_resync.tsv"
 	daemon bf once
 	run_measured once "${DAEMON[@]}"
 	record "$1" "$2" once
+	"${PSQL[@]}" -c "DROP DATABASE bf"
+}
+
+# run_variant SCENARIO ROUND nobi|nohist: the backfill alone, BI triggers
+# disabled or history off
+run_variant() {
+	local t conf=
+	fresh_db bf
+	if [ "$3" = nohist ]; then conf=$WORK/daemon-nohist.conf; fi
+	migrate bf "$conf"
+	if [ "$3" = nobi ]; then
+		for t in $(bi_triggers bf); do
+			"${PSQL[@]}" -d bf -c "ALTER TABLE vozagent.calls DISABLE TRIGGER $t"
+		done
+	fi
+	daemon bf backfill "$conf"
+	run_measured "backfill_$3" "${DAEMON[@]}"
+	record "$1" "$2" "backfill_$3"
+	expect_rows bf vozagent.calls "$N" "backfill_$3"
+	wait_backends_gone bf
 	"${PSQL[@]}" -c "DROP DATABASE bf"
 }
 
@@ -348,11 +393,24 @@ scenario() {
 	local name r limit="no rate limit"
 	N=$1
 	[ "$3" = 0 ] || limit="rate limit $3 requests/s"
-	name="N=$1, latency $2 ms, $limit, concurrency ${CONC:-default}, batch_rows ${BATCH:-default}, $ORDER"
+	name="${BI_NAME:-}N=$1, latency $2 ms, $limit, concurrency ${CONC:-default}, batch_rows ${BATCH:-default}, $ORDER"
 	note "==> $name: generating"
 	start_api "$1" "$2" "$3"
 	for ((r = 1; r <= REPS; r++)); do
 		note "==> $name: round $r/$REPS"
+		if [ "$BI" = 1 ]; then
+			local v order=(bi nobi nohist copy)
+			[ $((r % 2)) = 1 ] || order=(copy nohist nobi bi)
+			for v in "${order[@]}"; do
+				case $v in
+				bi) run_daemon "$name" "$r" ;;
+				nobi) run_variant "$name" "$r" nobi ;;
+				nohist) [ "$HAS_HISTORY_KEY" = 0 ] || run_variant "$name" "$r" nohist ;;
+				copy) run_copy "$name" "$r" ;;
+				esac
+			done
+			continue
+		fi
 		if [ $((r % 2)) = 1 ]; then
 			run_daemon "$name" "$r"
 			run_script "$name" "$r"
@@ -371,6 +429,8 @@ scenario() {
 : >"$WORK/results.tsv"
 : >"$WORK/serve.tsv"
 : >"$WORK/scenarios.tsv"
+: >"$WORK/bi_resync.tsv"
+[ "$BI" = 0 ] || BI_NAME="BI layer: "
 T0=$(now_us)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "$SCENARIOS" = all ]; then
@@ -391,12 +451,16 @@ echo "bench_fast: $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$REPO" rev-parse -
 	"$(git -C "$REPO" diff --quiet 2>/dev/null || echo '(modified)'), PostgreSQL $PG_VERSION (fsync on)," \
 	"$(nproc) CPUs, load $LOAD_BEFORE before, $LOAD_AFTER after; $REPS round(s), medians;" \
 	"$(awk -v t=$((T1 - T0)) 'BEGIN { printf "%.0f", t / 1e6 }') s in all"
-python3 - "$WORK/results.tsv" "$WORK/serve.tsv" "$WORK/scenarios.tsv" "${CONC:-8}" <<'PY'
+python3 - "$WORK/results.tsv" "$WORK/serve.tsv" "$WORK/scenarios.tsv" "$WORK/bi_resync.tsv" \
+	"${CONC:-8}" "$BI" "$HAS_HISTORY_KEY" <<'PY'
 import statistics
 import sys
 
+has_hist = sys.argv.pop() == "1"
+bi = sys.argv.pop() == "1"
 conc = sys.argv.pop()
-res, serve, scen = ([l.rstrip("\n").split("\t") for l in open(p) if l.strip()] for p in sys.argv[1:])
+res, serve, scen, bi_resync = ([l.rstrip("\n").split("\t") for l in open(p) if l.strip()]
+                               for p in sys.argv[1:])
 med = statistics.median
 
 
@@ -417,29 +481,41 @@ for name, n, lat, rate in scen:
     n, rate = int(n), int(rate)
     runs = [r for r in res if r[0] == name]
     rounds = len({r[1] for r in runs})
-    w = {k: med(col(k, runs, "wall")) for k in ("backfill", "resync", "once", "script", "copy")}
+    names = {r[2] for r in runs}
+    w = {k: med(col(k, runs, "wall")) for k in names}
     print()
     print("### %s (%d round%s)" % (name, rounds, "" if rounds == 1 else "s"))
     print()
     hdr = ("| run | time s | records/s | / COPY time | speed-up over script | peak RSS MB | CPU s |"
            " server CPU s | requests | 429s |")
     extra = rate > 0
+    if bi:
+        hdr = hdr.replace(" speed-up over script |", " / no-BI backfill |")
     if extra:
         hdr += " rate used | answered 429 |"
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
-    for k, label in (("backfill", "`vozagent-sync backfill`"),
+    for k, label in (("backfill", "`vozagent-sync backfill`" + (", BI on" if bi else "")),
+                     ("backfill_nohist", "`vozagent-sync backfill`, `history = off`"),
+                     ("backfill_nobi", "`vozagent-sync backfill`, BI triggers disabled"),
                      ("resync", "full resync (`backfill` again, unchanged)"),
                      ("once", "`once`, nothing new"),
                      ("script", "naive_sync.py (execute_values per page)"),
                      ("copy", "`\\copy` of the same rows")):
+        if k not in w:
+            if bi and k == "backfill_nohist" and not has_hist:
+                print("| " + label + " | not run: this tree has no `history` key |" + " - |" * 8)
+            continue
         t = w[k]
         rss = med(col(k, runs, "rss")) / 1024
         req = col(k, runs, "req")
         lim = col(k, runs, "r429")
         rec = "%.0f" % (n / t) if k != "once" else "-"
         vs_copy = "%.2fx" % ratio(runs, k, "copy") if k != "once" else "-"
-        speed = "%.1fx" % ratio(runs, "script", k) if k not in ("once", "copy") else "-"
+        if bi:
+            speed = "%.2fx" % ratio(runs, k, "backfill_nobi") if k.startswith("backfill") or k == "resync" else "-"
+        else:
+            speed = "%.1fx" % ratio(runs, "script", k) if k not in ("once", "copy") else "-"
         cells = [label, "%.2f" % t, rec, vs_copy, speed, "%.1f" % rss,
                  "%.2f" % med(col(k, runs, "cpu")), "%.2f" % med(col(k, runs, "api")),
                  "%.0f" % med(req) if k != "copy" else "-",
@@ -456,6 +532,10 @@ for name, n, lat, rate in scen:
     print()
     print("- full resync / first backfill: %.2fx; rows of vozagent.calls written by the resync: %s"
           % (ratio(runs, "resync", "backfill"), ", ".join("%d" % x for x in rows)))
+    bw = [r[2] for r in bi_resync if r[0] == name]
+    if bw:
+        print("- rows written by the resync to vozagent.calls, calls_daily_rollup, call_changes and"
+              " raw_field_stats together (n_tup_ins + n_tup_upd + n_tup_del): %s" % ", ".join(bw))
     sv = [dict(kv.split("=") for kv in r[3].split()) for r in serve if r[0] == name]
     if sv:
         pps = med([float(s["pages_per_s"]) for s in sv])
@@ -469,6 +549,6 @@ for name, n, lat, rate in scen:
               " the daemon's backfill consumes %.0f pages/s: the server is %.1fx faster"
               " (%.0fx by its CPU)" % (pps, mbs, conc, 1e6 / cap, cap, d_pps, pps / d_pps,
                                        cap / d_pps))
-    else:
+    elif not bi:
         print("- server speed not measured (latency or rate limit: the server is slow on purpose)")
 PY
