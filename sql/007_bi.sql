@@ -768,6 +768,22 @@ COMMENT ON VIEW vozagent.lead_upgrades IS
 ------------------------------------------------------------------------------
 -- The role to hand out to dashboards: the views and the history, nothing else.
 ------------------------------------------------------------------------------
+-- What the reader may read. A later migration that adds a view for it
+-- replaces this function and calls it again.
+CREATE FUNCTION vozagent.grant_reader() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    GRANT USAGE ON SCHEMA vozagent TO vozagent_reader;
+    GRANT SELECT ON vozagent.calls_live, vozagent.calls_daily, vozagent.daily_totals,
+                    vozagent.assistant_performance, vozagent.lead_funnel, vozagent.contacts,
+                    vozagent.calls_hourly, vozagent.hourly_heatmap, vozagent.sync_freshness,
+                    vozagent.raw_fields, vozagent.call_status_durations,
+                    vozagent.lead_upgrades, vozagent.call_changes
+        TO vozagent_reader;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION vozagent.grant_reader() FROM PUBLIC;
+
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vozagent_reader') THEN
@@ -778,12 +794,6 @@ BEGIN
             RETURN;
         END;
     END IF;
-    GRANT USAGE ON SCHEMA vozagent TO vozagent_reader;
-    GRANT SELECT ON vozagent.calls_live, vozagent.calls_daily, vozagent.daily_totals,
-                    vozagent.assistant_performance, vozagent.lead_funnel, vozagent.contacts,
-                    vozagent.calls_hourly, vozagent.hourly_heatmap, vozagent.sync_freshness,
-                    vozagent.raw_fields, vozagent.call_status_durations,
-                    vozagent.lead_upgrades, vozagent.call_changes
-        TO vozagent_reader;
+    PERFORM vozagent.grant_reader();
 END
 $$;

@@ -49,12 +49,6 @@ usage() { # exit-status
 	sed -n '6,8p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2
 	exit "$1"
 }
-die() {
-	printf 'bench_dashboards: %s\n' "$*" >&2
-	exit 1
-}
-note() { printf '%s\n' "$*" >&2; }
-is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 
 while [ $# -gt 0 ]; do
 	case $1 in

@@ -85,12 +85,6 @@ usage() { # exit-status
 	sed -n '7,10p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2
 	exit "$1"
 }
-die() {
-	printf 'bench_fast: %s\n' "$*" >&2
-	exit 1
-}
-note() { printf '%s\n' "$*" >&2; }
-is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 
 while [ $# -gt 0 ]; do
 	case $1 in

@@ -1,7 +1,15 @@
 # shellcheck shell=bash
 # lib_bench.sh: the private PostgreSQL and the small helpers the bench scripts
-# share (bench_fast.sh, bench_dashboards.sh). Sourced, not run. The caller
-# defines die and note, and sets REPO.
+# share (bench_fast.sh, bench_dashboards.sh). Sourced, not run, after
+# scripts/lib/common.sh; the caller sets REPO.
+
+# Messages name the script that failed: bench_fast: ...
+die() {
+	printf '%s: %s\n' "$(basename "$0" .sh)" "$*" >&2
+	exit 1
+}
+note() { printf '%s\n' "$*" >&2; }
+is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 
 CLUSTER=$REPO/tests/pg/cluster.sh
 
