@@ -185,7 +185,7 @@ $$;
 -- columns changed count (the mirror never changes an id).
 CREATE FUNCTION vozagent.calls_rollup() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    SET enable_nestloop = on AS $$
+    SET enable_nestloop = on SET jit = off AS $$
 DECLARE
     a_source text[]; a_started timestamptz[]; a_assistant text[]; a_type text[];
     a_status text[]; a_duration numeric[]; a_booked boolean[]; a_lead text[];
@@ -312,7 +312,7 @@ $$;
 -- history is on.
 CREATE FUNCTION vozagent.calls_history() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    SET enable_nestloop = on AS $$
+    SET enable_nestloop = on SET jit = off AS $$
 DECLARE
     v_run bigint := vozagent.current_run_id();
 BEGIN
@@ -406,7 +406,7 @@ COMMENT ON TABLE vozagent.raw_field_stats IS
 -- tables the event has.
 CREATE FUNCTION vozagent.calls_fields() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    SET enable_nestloop = on AS $$
+    SET enable_nestloop = on SET jit = off AS $$
 DECLARE
     v_rows text;
 BEGIN
@@ -470,7 +470,8 @@ $$;
 -- They plan with nested loops allowed even when fired by finish_backfill or
 -- backfill_unseen (006), which turn them off for their own anti-joins: a SET
 -- of a function lasts through the triggers its statements fire, and the small
--- per-statement joins then took seconds.
+-- per-statement joins then took seconds (their cost estimates then also
+-- crossed jit_above_cost: compiling them took longer than running them).
 CREATE TRIGGER calls_rollup_insert AFTER INSERT ON vozagent.calls
     REFERENCING NEW TABLE AS calls_new
     FOR EACH STATEMENT EXECUTE FUNCTION vozagent.calls_rollup();
