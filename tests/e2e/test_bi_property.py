@@ -39,6 +39,9 @@ N, ROUNDS, PAGE = 200, 6, 25
 ZONE = "America/New_York"
 ENV = {"VOZAGENT_MAX_DELETE_FRACTION": "100%"}
 ABSENT = object()
+# field updates, weighted by repetition
+KINDS = ("lead", "lead", "booked", "type", "assistant", "start", "start", "start",
+         "duration", "vendor", "unset")
 
 # The aggregate of calls_daily_rollup, written from the spec (docs/bi.md) and not
 # from 007's functions: a GROUP BY over the live calls in the reporting zone.
@@ -263,7 +266,10 @@ def check_history(c, before, after, hist_before, hist_after, run, run_ids, repla
     check(not bad, "%s: history differs from the changes the mirror observed (%d new rows, "
           "%d expected):\n  %s" % (when, sum(got.values()), sum(exp.values()),
                                    "\n  ".join(bad[:30])))
-    return sum(got.values())
+    ops = Counter()
+    for (i, op, f, o, n), k in got.items():
+        ops[op] += k
+    return ops
 
 
 # ---------------------------------------------------------------- mutations ----
@@ -287,8 +293,7 @@ def mutate(c, rng, deleted_pool, rnd):
     by_id = {x["id"]: x for x in calls}
     for i in rng.sample(ids, min(len(ids), rng.randint(6, 12))):
         x = by_id[i]
-        kind = rng.choice(("lead", "lead", "booked", "type", "assistant", "start", "start",
-                           "duration", "vendor", "unset"))
+        kind = rng.choice(KINDS)
         s, u = {}, []
         if kind == "lead":
             v = rng.choice(("hot", "warm", "cold", None, ABSENT))
@@ -352,6 +357,7 @@ def scenario(order, seed):
         c.sim.reset(seed=seed, calls=N, in_progress_recent=40, in_progress_stuck=3)
         before, hist = {}, Counter()
         replay, deleted_pool = {}, []
+        made, ops = Counter(), Counter()
         modes = ["backfill"] + ["once" if r % 2 else "backfill" for r in range(1, ROUNDS + 1)]
         modes[-1] = "backfill"
         for rnd, mode in enumerate(modes):
@@ -368,9 +374,17 @@ def scenario(order, seed):
             hist_after = history(c)
             n = check_history(c, before, after, hist, hist_after, run, run_ids, replay, when)
             groups = check_rollup(c, when)
-            h.log("%s: %s; %d history rows, as observed; rollup = calls (%d groups)"
-                  % (when, done, n, groups))
+            h.log("%s: %s; history rows as observed: %s; rollup = calls (%d groups)"
+                  % (when, done, dict(n), groups))
+            made.update(done)
+            ops.update(n)
             before, hist = after, hist_after
+        kinds = ["update:" + k for k in sorted(set(KINDS))] + ["new", "late", "finish", "undone", "delete",
+                                                  "back"]
+        check(all(made[k] for k in kinds), "test data: some kind of change never made: %s"
+              % {k: made[k] for k in kinds})
+        check(all(ops[k] for k in ("insert", "update", "delete", "undelete")),
+              "test data: some kind of history row never written: %s" % dict(ops))
         h.log("bi_property[%s]: %.1fs" % (order, time.monotonic() - t0))
 
 
