@@ -45,67 +45,16 @@ CREATE TABLE vozagent.calls_daily_rollup (
     duration_median             double precision,
     duration_p90                double precision,
     hour_calls                  integer[] NOT NULL, -- [1] = local hour 0 .. [24] = hour 23
-    hour_booked                 integer[] NOT NULL
+    hour_booked                 integer[] NOT NULL,
+    durations                   double precision[] NOT NULL -- sorted, for the percentiles
 );
 CREATE UNIQUE INDEX calls_daily_rollup_key ON vozagent.calls_daily_rollup
     (source, call_date, assistant_id, call_type) NULLS NOT DISTINCT;
+-- groups left empty by a statement, removed at its end
+CREATE INDEX calls_daily_rollup_empty_idx ON vozagent.calls_daily_rollup (source)
+    WHERE calls = 0;
 COMMENT ON TABLE vozagent.calls_daily_rollup IS
     'Live calls per source, day, assistant and call type; kept exact by triggers on vozagent.calls (read it through vozagent.calls_daily).';
-
--- The rollup rows of the given days of one source, computed from the mirror.
--- Each day is one index range scan of call_started_at, widened by a few hours
--- so that a day whose midnight is moved by a daylight-saving change is read
--- whole; the exact local date then decides.
-CREATE FUNCTION vozagent.rollup_days(p_source text, p_zone text, p_days date[])
-RETURNS SETOF vozagent.calls_daily_rollup
-LANGUAGE sql STABLE AS $$
-    WITH c AS (
-        SELECT d.day, c.assistant_id, c.call_type, c.call_status, c.duration_seconds,
-               c.appointment_booked, c.lead_qualification,
-               extract(hour FROM c.call_started_at AT TIME ZONE p_zone)::int AS hour
-          FROM (SELECT DISTINCT unnest(p_days) AS day) d
-          JOIN LATERAL (
-                SELECT * FROM vozagent.calls c
-                 WHERE c.call_started_at >= (d.day::timestamp AT TIME ZONE p_zone) - interval '3 hours'
-                   AND c.call_started_at < ((d.day + 1)::timestamp AT TIME ZONE p_zone) + interval '3 hours'
-                   AND (c.call_started_at AT TIME ZONE p_zone)::date = d.day
-                   AND c.source = p_source AND c.deleted_at IS NULL) c ON true
-    ), hours AS (
-        SELECT day, assistant_id, call_type, hour, count(*)::int AS n,
-               count(*) FILTER (WHERE appointment_booked)::int AS b
-          FROM c GROUP BY day, assistant_id, call_type, hour
-    )
-    SELECT p_source, g.day, g.assistant_id, g.call_type,
-           count(*)::int,
-           count(*) FILTER (WHERE g.call_status = 'completed')::int,
-           count(*) FILTER (WHERE g.call_status = 'failed')::int,
-           count(*) FILTER (WHERE g.call_status = 'in-progress')::int,
-           count(*) FILTER (WHERE g.appointment_booked)::int,
-           count(*) FILTER (WHERE g.lead_qualification = 'hot')::int,
-           count(*) FILTER (WHERE g.lead_qualification = 'warm')::int,
-           count(*) FILTER (WHERE g.lead_qualification = 'cold')::int,
-           count(*) FILTER (WHERE g.call_status = 'completed'
-                              AND g.lead_qualification IN ('hot', 'warm'))::int,
-           count(*) FILTER (WHERE g.call_status = 'completed'
-                              AND g.lead_qualification IN ('hot', 'warm')
-                              AND g.appointment_booked)::int,
-           sum(g.duration_seconds),
-           count(g.duration_seconds)::int,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY g.duration_seconds::float8),
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY g.duration_seconds::float8),
-           (SELECT array_agg(coalesce(h.n, 0) ORDER BY s.hr)
-              FROM generate_series(0, 23) AS s(hr)
-              LEFT JOIN hours h ON h.hour = s.hr AND h.day = g.day
-                   AND h.assistant_id IS NOT DISTINCT FROM g.assistant_id
-                   AND h.call_type IS NOT DISTINCT FROM g.call_type),
-           (SELECT array_agg(coalesce(h.b, 0) ORDER BY s.hr)
-              FROM generate_series(0, 23) AS s(hr)
-              LEFT JOIN hours h ON h.hour = s.hr AND h.day = g.day
-                   AND h.assistant_id IS NOT DISTINCT FROM g.assistant_id
-                   AND h.call_type IS NOT DISTINCT FROM g.call_type)
-      FROM c AS g
-     GROUP BY g.day, g.assistant_id, g.call_type
-$$;
 
 -- The zone a source reports in ('UTC' for a source without settings).
 CREATE FUNCTION vozagent.source_zone(p_source text) RETURNS text
@@ -114,82 +63,210 @@ LANGUAGE sql STABLE AS $$
                       WHERE s.source = p_source), 'UTC')
 $$;
 
--- Replaces the rollup rows of the given (source, day) pairs with rows computed
--- from the mirror as it is now. Writers of one source's rollup take turns: two
--- transactions recomputing one day would otherwise each insert it.
-CREATE FUNCTION vozagent.rollup_refresh(p_sources text[], p_days date[]) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Adds rows to the rollup, given column-wise: one element per live call,
+-- p_sign +1 for a row that now counts and -1 for one that no longer does.
+-- Each touched group's new row is aggregated from its current row and the
+-- given rows, without reading vozagent.calls: the counts are sums, the hours
+-- 24 sums, and the durations a sorted multiset (value, multiplicity) from
+-- which the median and p90 are exact. The caller holds rollup_lock for the
+-- sources. Planned once per session: the statement's shape never changes.
+CREATE FUNCTION vozagent.rollup_add(p_source text[], p_started timestamptz[],
+                                    p_assistant text[], p_type text[], p_status text[],
+                                    p_duration numeric[], p_booked boolean[], p_lead text[],
+                                    p_sign integer[])
+RETURNS void
+LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock(1450146386, hashtext(s))  -- 'VozR'
-       FROM (SELECT DISTINCT unnest(p_sources) AS s ORDER BY 1) x;
-    DELETE FROM vozagent.calls_daily_rollup r
-     USING unnest(p_sources, p_days) AS t(source, day)
-     WHERE r.source = t.source AND r.call_date = t.day;
-    INSERT INTO vozagent.calls_daily_rollup
-    SELECT r.*
-      FROM (SELECT t.source, array_agg(DISTINCT t.day) AS days
-              FROM unnest(p_sources, p_days) AS t(source, day) GROUP BY t.source) t,
-           LATERAL vozagent.rollup_days(t.source, vozagent.source_zone(t.source), t.days) r;
+    WITH x AS (
+        SELECT x.source, l.day, x.assistant_id, x.call_type, x.call_status,
+               x.duration_seconds, coalesce(x.appointment_booked, false) AS booked,
+               x.lead_qualification, x.sign, extract(hour FROM l.local)::int AS hour,
+               concat_ws(',', quote_nullable(x.source), l.day, quote_nullable(x.assistant_id),
+                         quote_nullable(x.call_type)) COLLATE "C" AS g
+          FROM unnest(p_source, p_started, p_assistant, p_type, p_status, p_duration,
+                      p_booked, p_lead, p_sign)
+                 AS x(source, call_started_at, assistant_id, call_type, call_status,
+                      duration_seconds, appointment_booked, lead_qualification, sign)
+          LEFT JOIN vozagent.sync_state s ON s.source = x.source,
+               LATERAL (SELECT x.call_started_at AT TIME ZONE coalesce(s.report_time_zone, 'UTC'))
+                 AS z(local),
+               LATERAL (SELECT z.local::date, z.local) AS l(day, local)
+    ), k AS (
+        SELECT DISTINCT ON (g) g, source, day, assistant_id, call_type FROM x
+    ), cur AS (
+        SELECT k.g, t.*
+          FROM k JOIN vozagent.calls_daily_rollup t
+            ON t.source = k.source AND t.call_date = k.day
+           AND t.assistant_id IS NOT DISTINCT FROM k.assistant_id
+           AND t.call_type IS NOT DISTINCT FROM k.call_type
+    ), sums AS (
+        SELECT g, sum(calls)::int AS calls, sum(completed)::int AS completed,
+               sum(failed)::int AS failed, sum(in_progress)::int AS in_progress,
+               sum(booked)::int AS booked, sum(hot)::int AS hot, sum(warm)::int AS warm,
+               sum(cold)::int AS cold, sum(qc)::int AS qc, sum(bqc)::int AS bqc,
+               sum(duration_sum) AS duration_sum, sum(duration_n)::int AS duration_n
+          FROM (SELECT g, calls, completed, failed, in_progress, booked, hot, warm, cold,
+                       qualified_completed AS qc, booked_qualified_completed AS bqc,
+                       duration_sum, duration_n
+                  FROM cur
+                UNION ALL
+                SELECT g, sign, sign * (call_status IS NOT DISTINCT FROM 'completed')::int,
+                       sign * (call_status IS NOT DISTINCT FROM 'failed')::int,
+                       sign * (call_status IS NOT DISTINCT FROM 'in-progress')::int,
+                       sign * booked::int,
+                       sign * (lead_qualification IS NOT DISTINCT FROM 'hot')::int,
+                       sign * (lead_qualification IS NOT DISTINCT FROM 'warm')::int,
+                       sign * (lead_qualification IS NOT DISTINCT FROM 'cold')::int,
+                       sign * coalesce(call_status = 'completed'
+                                       AND lead_qualification IN ('hot', 'warm'), false)::int,
+                       sign * coalesce(call_status = 'completed'
+                                       AND lead_qualification IN ('hot', 'warm') AND booked,
+                                       false)::int,
+                       coalesce(sign * duration_seconds, 0),
+                       sign * (duration_seconds IS NOT NULL)::int
+                  FROM x) p
+         GROUP BY g
+    ), hours AS (
+        SELECT g, array_agg(n ORDER BY hour) AS hour_calls, array_agg(b ORDER BY hour) AS hour_booked
+          FROM (SELECT g, hour, sum(n)::int AS n, sum(b)::int AS b
+                  FROM (SELECT g, (h.i - 1)::int AS hour, h.n, h.b
+                          FROM cur, unnest(cur.hour_calls, cur.hour_booked)
+                                      WITH ORDINALITY AS h(n, b, i)
+                        UNION ALL
+                        SELECT g, hour, sign, sign * booked::int FROM x
+                        UNION ALL
+                        SELECT k.g, hr.i, 0, 0 FROM k, generate_series(0, 23) AS hr(i)) p
+                 GROUP BY g, hour) q
+         GROUP BY g
+    ), durs AS (
+        -- the multiset: each value's multiplicity, then the values it leaves
+        SELECT g, array_agg(v ORDER BY v) AS durations,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY v) AS p90
+          FROM (SELECT g, v, sum(m) AS m
+                  FROM (SELECT g, unnest(durations) AS v, 1 AS m FROM cur
+                        UNION ALL
+                        SELECT g, duration_seconds::float8, sign FROM x
+                         WHERE duration_seconds IS NOT NULL) p
+                 GROUP BY g, v) q,
+               generate_series(1, q.m::int)
+         GROUP BY g
+    )
+    INSERT INTO vozagent.calls_daily_rollup AS t
+    SELECT k.source, k.day, k.assistant_id, k.call_type, s.calls, s.completed, s.failed,
+           s.in_progress, s.booked, s.hot, s.warm, s.cold, s.qc, s.bqc, s.duration_sum,
+           s.duration_n, d.median, d.p90, h.hour_calls, h.hour_booked,
+           coalesce(d.durations, '{}')
+      FROM k JOIN sums s USING (g) JOIN hours h USING (g) LEFT JOIN durs d USING (g)
+    ON CONFLICT (source, call_date, assistant_id, call_type) DO UPDATE SET
+        calls = EXCLUDED.calls, completed = EXCLUDED.completed, failed = EXCLUDED.failed,
+        in_progress = EXCLUDED.in_progress, booked = EXCLUDED.booked, hot = EXCLUDED.hot,
+        warm = EXCLUDED.warm, cold = EXCLUDED.cold,
+        qualified_completed = EXCLUDED.qualified_completed,
+        booked_qualified_completed = EXCLUDED.booked_qualified_completed,
+        duration_sum = EXCLUDED.duration_sum, duration_n = EXCLUDED.duration_n,
+        duration_median = EXCLUDED.duration_median, duration_p90 = EXCLUDED.duration_p90,
+        hour_calls = EXCLUDED.hour_calls, hour_booked = EXCLUDED.hour_booked,
+        durations = EXCLUDED.durations;
+    DELETE FROM vozagent.calls_daily_rollup WHERE calls = 0;
 END
 $$;
 
--- The days a statement on vozagent.calls may have changed: those of every row
--- it wrote whose reported columns differ between before and after (an update
--- of raw alone, or of a field no rollup column reads, touches nothing).
+-- Writers of one source's rollup take turns (a transaction adds to rows
+-- another may be adding to): taken by every writer, in source order.
+CREATE FUNCTION vozagent.rollup_lock(p_sources text[]) RETURNS void
+LANGUAGE sql AS $$
+    SELECT pg_advisory_xact_lock(1450146386, hashtext(s))  -- 'VozR'
+      FROM (SELECT DISTINCT unnest(p_sources) AS s ORDER BY 1) x
+$$;
+
+-- What a statement on vozagent.calls changed, added to the rollup: its live
+-- rows after (+1) and before (-1). Of an update, only the rows whose reported
+-- columns changed count (the mirror never changes an id).
 CREATE FUNCTION vozagent.calls_rollup() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_sources text[];
-    v_days date[];
+    a_source text[]; a_started timestamptz[]; a_assistant text[]; a_type text[];
+    a_status text[]; a_duration numeric[]; a_booked boolean[]; a_lead text[];
+    a_sign integer[];
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         DELETE FROM vozagent.calls_daily_rollup;
         RETURN NULL;
     ELSIF TG_OP = 'INSERT' THEN
-        SELECT array_agg(source), array_agg(day) INTO v_sources, v_days
-          FROM (SELECT DISTINCT n.source,
-                       (n.call_started_at AT TIME ZONE vozagent.source_zone(n.source))::date AS day
-                  FROM calls_new n
-                 WHERE n.call_started_at IS NOT NULL AND n.deleted_at IS NULL) x;
+        SELECT array_agg(source), array_agg(call_started_at), array_agg(assistant_id),
+               array_agg(call_type), array_agg(call_status), array_agg(duration_seconds),
+               array_agg(appointment_booked), array_agg(lead_qualification), array_agg(1)
+          INTO a_source, a_started, a_assistant, a_type, a_status, a_duration, a_booked,
+               a_lead, a_sign
+          FROM calls_new WHERE deleted_at IS NULL AND call_started_at IS NOT NULL;
     ELSIF TG_OP = 'DELETE' THEN
-        SELECT array_agg(source), array_agg(day) INTO v_sources, v_days
-          FROM (SELECT DISTINCT o.source,
-                       (o.call_started_at AT TIME ZONE vozagent.source_zone(o.source))::date AS day
-                  FROM calls_old o
-                 WHERE o.call_started_at IS NOT NULL AND o.deleted_at IS NULL) x;
+        SELECT array_agg(source), array_agg(call_started_at), array_agg(assistant_id),
+               array_agg(call_type), array_agg(call_status), array_agg(duration_seconds),
+               array_agg(appointment_booked), array_agg(lead_qualification), array_agg(-1)
+          INTO a_source, a_started, a_assistant, a_type, a_status, a_duration, a_booked,
+               a_lead, a_sign
+          FROM calls_old WHERE deleted_at IS NULL AND call_started_at IS NOT NULL;
     ELSE
-        SELECT array_agg(source), array_agg(day) INTO v_sources, v_days
-          FROM (SELECT DISTINCT r.source,
-                       (r.call_started_at AT TIME ZONE vozagent.source_zone(r.source))::date AS day
-                  FROM (SELECT o.* FROM calls_old o
-                         WHERE NOT EXISTS (
-                               SELECT 1 FROM calls_new n
-                                WHERE n.id = o.id
-                                  AND (n.source, n.call_started_at, n.assistant_id, n.call_type,
-                                       n.call_status, n.duration_seconds, n.appointment_booked,
-                                       n.lead_qualification, n.deleted_at IS NULL)
-                                      IS NOT DISTINCT FROM
-                                      (o.source, o.call_started_at, o.assistant_id, o.call_type,
-                                       o.call_status, o.duration_seconds, o.appointment_booked,
-                                       o.lead_qualification, o.deleted_at IS NULL))
-                        UNION ALL
-                        SELECT n.* FROM calls_new n
-                         WHERE NOT EXISTS (
-                               SELECT 1 FROM calls_old o
-                                WHERE o.id = n.id
-                                  AND (n.source, n.call_started_at, n.assistant_id, n.call_type,
-                                       n.call_status, n.duration_seconds, n.appointment_booked,
-                                       n.lead_qualification, n.deleted_at IS NULL)
-                                      IS NOT DISTINCT FROM
-                                      (o.source, o.call_started_at, o.assistant_id, o.call_type,
-                                       o.call_status, o.duration_seconds, o.appointment_booked,
-                                       o.lead_qualification, o.deleted_at IS NULL))) r
-                 WHERE r.call_started_at IS NOT NULL) x;
+        SELECT array_agg(v.source), array_agg(v.call_started_at), array_agg(v.assistant_id),
+               array_agg(v.call_type), array_agg(v.call_status), array_agg(v.duration_seconds),
+               array_agg(v.appointment_booked), array_agg(v.lead_qualification), array_agg(v.sign)
+          INTO a_source, a_started, a_assistant, a_type, a_status, a_duration, a_booked,
+               a_lead, a_sign
+          FROM calls_old o JOIN calls_new n ON n.id = o.id,
+               LATERAL (VALUES (n.source, n.call_started_at, n.assistant_id, n.call_type,
+                                n.call_status, n.duration_seconds, n.appointment_booked,
+                                n.lead_qualification, 1, n.deleted_at),
+                               (o.source, o.call_started_at, o.assistant_id, o.call_type,
+                                o.call_status, o.duration_seconds, o.appointment_booked,
+                                o.lead_qualification, -1, o.deleted_at))
+                 AS v(source, call_started_at, assistant_id, call_type, call_status,
+                      duration_seconds, appointment_booked, lead_qualification, sign, deleted_at)
+         WHERE v.deleted_at IS NULL AND v.call_started_at IS NOT NULL
+           -- a call whose reported columns did not change adds nothing
+           AND (o.source, o.call_started_at, o.assistant_id, o.call_type, o.call_status,
+                o.duration_seconds, o.appointment_booked, o.lead_qualification,
+                o.deleted_at IS NULL)
+               IS DISTINCT FROM
+               (n.source, n.call_started_at, n.assistant_id, n.call_type, n.call_status,
+                n.duration_seconds, n.appointment_booked, n.lead_qualification,
+                n.deleted_at IS NULL);
     END IF;
-    IF v_sources IS NOT NULL THEN
-        PERFORM vozagent.rollup_refresh(v_sources, v_days);
+    IF a_source IS NULL THEN
+        RETURN NULL;
     END IF;
+    PERFORM vozagent.rollup_lock(a_source);
+    PERFORM vozagent.rollup_add(a_source, a_started, a_assistant, a_type, a_status, a_duration,
+                                a_booked, a_lead, a_sign);
     RETURN NULL;
+END
+$$;
+
+-- Adds every live call of a source (all sources when NULL) to the rollup, a
+-- slice of calls at a time.
+CREATE FUNCTION vozagent.rollup_add_calls(p_source text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_from text := '';
+    v_to text;
+BEGIN
+    LOOP
+        SELECT max(id) INTO v_to
+          FROM (SELECT id FROM vozagent.calls
+                 WHERE id > v_from AND (p_source IS NULL OR source = p_source)
+                 ORDER BY id LIMIT 100000) x;
+        EXIT WHEN v_to IS NULL;
+        PERFORM vozagent.rollup_add(array_agg(source), array_agg(call_started_at),
+                                    array_agg(assistant_id), array_agg(call_type),
+                                    array_agg(call_status), array_agg(duration_seconds),
+                                    array_agg(appointment_booked), array_agg(lead_qualification),
+                                    array_agg(1))
+           FROM vozagent.calls
+          WHERE id > v_from AND id <= v_to AND (p_source IS NULL OR source = p_source)
+            AND deleted_at IS NULL AND call_started_at IS NOT NULL
+         HAVING count(*) > 0;
+        v_from := v_to;
+    END LOOP;
 END
 $$;
 
@@ -202,7 +279,6 @@ $$;
 -- mirror saw the change (the transaction's start), not when the vendor made
 -- it; a change undone between two passes is never seen.
 CREATE TABLE vozagent.call_changes (
-    id           bigint GENERATED ALWAYS AS IDENTITY,
     source       text NOT NULL,
     call_id      text NOT NULL,
     run_id       bigint,               -- the sync_runs row of the pass; NULL when not the daemon
@@ -322,62 +398,55 @@ CREATE TABLE vozagent.raw_field_stats (
 COMMENT ON TABLE vozagent.raw_field_stats IS
     'Top-level keys of vozagent.calls.raw per source; kept by triggers (read it through vozagent.raw_fields).';
 
--- Adds rows written (p_new) and removes rows replaced (p_old) from the counts.
-CREATE FUNCTION vozagent.fields_apply(p_new vozagent.calls[], p_old vozagent.calls[]) RETURNS void
-LANGUAGE sql AS $$
-    WITH x AS (
-        SELECT n.source, n.raw, n.call_started_at,
-               CASE WHEN n.deleted_at IS NULL THEN 1 ELSE 0 END AS sign, true AS stored
-          FROM unnest(p_new) n
-        UNION ALL
-        SELECT o.source, o.raw, o.call_started_at,
-               CASE WHEN o.deleted_at IS NULL THEN -1 ELSE 0 END, false
-          FROM unnest(p_old) o
-    ), d AS (
-        SELECT x.source, k.field, sum(x.sign)::bigint AS delta,
-               min(x.call_started_at) FILTER (WHERE x.stored) AS first_at,
-               max(x.call_started_at) FILTER (WHERE x.stored) AS last_at,
-               bool_or(x.stored) AS stored
-          FROM x, LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(x.raw) = 'object'
-                                                 THEN x.raw ELSE '{}' END) AS k(field)
-         GROUP BY x.source, k.field
-    )
-    INSERT INTO vozagent.raw_field_stats AS f
-           (source, field, calls, first_call_at, last_call_at, first_seen_at)
-    SELECT d.source, d.field, d.delta, d.first_at, d.last_at, now()
-      FROM d WHERE d.delta <> 0 OR d.stored
-    ON CONFLICT (source, field) DO UPDATE SET
-        calls = f.calls + EXCLUDED.calls,
-        first_call_at = least(f.first_call_at, EXCLUDED.first_call_at),
-        last_call_at = greatest(f.last_call_at, EXCLUDED.last_call_at)
-$$;
-
--- The rows of a statement that change the counts: all of an insert or a
--- delete; of an update, those whose raw or liveness changed.
+-- Counts the live keys a statement wrote (+1) and replaced (-1). The rows of
+-- an update that count are those whose raw or liveness changed (the mirror
+-- never changes an id). The one statement below reads whichever transition
+-- tables the event has.
 CREATE FUNCTION vozagent.calls_fields() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_new vozagent.calls[];
-    v_old vozagent.calls[];
+    v_rows text;
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         UPDATE vozagent.raw_field_stats SET calls = 0 WHERE calls <> 0;
         RETURN NULL;
-    ELSIF TG_OP = 'INSERT' THEN
-        SELECT array_agg(n) INTO v_new FROM calls_new n;
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT array_agg(o) INTO v_old FROM calls_old o;
-    ELSE
-        SELECT array_agg(n) FILTER (WHERE n.id IS NOT NULL),
-               array_agg(o) FILTER (WHERE o.id IS NOT NULL)
-          INTO v_new, v_old
-          FROM calls_old o FULL JOIN calls_new n ON n.id = o.id
-         WHERE o.id IS NULL OR n.id IS NULL OR o.raw IS DISTINCT FROM n.raw
-            OR (o.deleted_at IS NULL) <> (n.deleted_at IS NULL);
     END IF;
-    IF v_new IS NOT NULL OR v_old IS NOT NULL THEN
-        PERFORM vozagent.fields_apply(coalesce(v_new, '{}'), coalesce(v_old, '{}'));
-    END IF;
+    v_rows := CASE TG_OP
+        WHEN 'INSERT' THEN
+            'SELECT n.source, n.raw, n.call_started_at, (n.deleted_at IS NULL)::int AS sign,
+                    true AS stored FROM calls_new n'
+        WHEN 'DELETE' THEN
+            'SELECT o.source, o.raw, o.call_started_at, -(o.deleted_at IS NULL)::int, false
+               FROM calls_old o'
+        ELSE
+            'SELECT n.source, n.raw, n.call_started_at, (n.deleted_at IS NULL)::int, true
+               FROM calls_new n JOIN calls_old o ON o.id = n.id
+              WHERE o.raw IS DISTINCT FROM n.raw OR (o.deleted_at IS NULL) <> (n.deleted_at IS NULL)
+             UNION ALL
+             SELECT o.source, o.raw, o.call_started_at, -(o.deleted_at IS NULL)::int, false
+               FROM calls_old o JOIN calls_new n ON n.id = o.id
+              WHERE o.raw IS DISTINCT FROM n.raw OR (o.deleted_at IS NULL) <> (n.deleted_at IS NULL)'
+        END;
+    EXECUTE format($q$
+        WITH d AS (
+            SELECT x.source, k.field, sum(x.sign)::bigint AS delta,
+                   min(x.call_started_at) FILTER (WHERE x.stored) AS first_at,
+                   max(x.call_started_at) FILTER (WHERE x.stored) AS last_at,
+                   bool_or(x.stored) AS stored
+              FROM (%s) AS x(source, raw, call_started_at, sign, stored),
+                   LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(x.raw) = 'object'
+                                                  THEN x.raw ELSE '{}' END) AS k(field)
+             GROUP BY x.source, k.field
+        )
+        INSERT INTO vozagent.raw_field_stats AS f
+               (source, field, calls, first_call_at, last_call_at, first_seen_at)
+        SELECT d.source, d.field, d.delta, d.first_at, d.last_at, now()
+          FROM d WHERE d.delta <> 0 OR d.stored
+        ON CONFLICT (source, field) DO UPDATE SET
+            calls = f.calls + EXCLUDED.calls,
+            first_call_at = least(f.first_call_at, EXCLUDED.first_call_at),
+            last_call_at = greatest(f.last_call_at, EXCLUDED.last_call_at)
+        $q$, v_rows);
     RETURN NULL;
 END
 $$;
@@ -429,7 +498,6 @@ RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_zone text := vozagent.source_zone(p_source);
-    v_days date[];
 BEGIN
     IF p_time_zone IS DISTINCT FROM v_zone
        AND NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = p_time_zone) THEN
@@ -445,17 +513,9 @@ BEGIN
     IF p_time_zone IS NOT DISTINCT FROM v_zone THEN
         RETURN false;
     END IF;
-    -- every day the source has calls on, in the old zone or the new one
-    SELECT array_agg(DISTINCT d) INTO v_days
-      FROM (SELECT call_date AS d FROM vozagent.calls_daily_rollup WHERE source = p_source
-            UNION
-            SELECT (c.call_started_at AT TIME ZONE p_time_zone)::date
-              FROM vozagent.calls c
-             WHERE c.source = p_source AND c.deleted_at IS NULL
-               AND c.call_started_at IS NOT NULL) x;
-    IF v_days IS NOT NULL THEN
-        PERFORM vozagent.rollup_refresh(array_fill(p_source, ARRAY[cardinality(v_days)]), v_days);
-    END IF;
+    PERFORM vozagent.rollup_lock(ARRAY[p_source]);
+    DELETE FROM vozagent.calls_daily_rollup WHERE source = p_source;
+    PERFORM vozagent.rollup_add_calls(p_source);
     RETURN true;
 END
 $$;
@@ -464,11 +524,7 @@ REVOKE EXECUTE ON FUNCTION vozagent.configure_source(text, text, boolean) FROM P
 -- The mirror as it is when this migration runs: the rollup in UTC (the
 -- default zone; the daemon's first pass rebuilds a source configured with
 -- another), the field counts from every call. History starts now.
-SELECT vozagent.rollup_refresh(array_agg(source), array_agg(day))
-  FROM (SELECT DISTINCT source, (call_started_at AT TIME ZONE 'UTC')::date AS day
-          FROM vozagent.calls
-         WHERE deleted_at IS NULL AND call_started_at IS NOT NULL) x
-HAVING count(*) > 0;
+SELECT vozagent.rollup_add_calls(NULL);
 INSERT INTO vozagent.raw_field_stats (source, field, calls, first_call_at, last_call_at, first_seen_at)
 SELECT c.source, k.field, count(*) FILTER (WHERE c.deleted_at IS NULL),
        min(c.call_started_at), max(c.call_started_at), min(c.first_seen_at)
