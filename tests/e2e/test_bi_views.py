@@ -777,7 +777,7 @@ REFUSED_WRITES = [
     "DELETE FROM vozagent.rejects",
     "SELECT vozagent.prune_changes('e2e', now() + interval '1 day', 1000000)",
     "SELECT vozagent.configure_source('e2e', 'UTC', false)",
-    "SELECT vozagent.rollup_refresh(ARRAY['e2e'], ARRAY[date '2026-03-27'])",
+    "SELECT vozagent.rollup_add_calls('e2e')",
     "CREATE TABLE vozagent.reader_was_here (x int)",
     "CREATE VIEW vozagent.reader_view AS SELECT 1 AS x",
 ]
