@@ -281,7 +281,7 @@ def shifted(ts, hours):
     return (t + dt.timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def mutate(c, rng, deleted_pool, rnd):
+def mutate(c, rng, deleted_pool, rnd, mirror):
     """One round of random changes in the simulator; returns a summary."""
     done = Counter()
     done["new"] += len(c.sim.add(count=rng.randint(2, 6), in_progress=0.4))
@@ -291,9 +291,12 @@ def mutate(c, rng, deleted_pool, rnd):
     ids = [x["id"] for x in calls]
     assistants = sorted({x.get("assistant_id") for x in calls if x.get("assistant_id")})
     by_id = {x["id"]: x for x in calls}
-    for i in rng.sample(ids, min(len(ids), rng.randint(6, 12))):
+    # every kind of update each round, then a few more at random
+    kinds = sorted(set(KINDS))
+    rng.shuffle(kinds)
+    kinds += [rng.choice(KINDS) for _ in range(rng.randint(0, 4))]
+    for i, kind in zip(rng.sample(ids, len(kinds)), kinds):
         x = by_id[i]
-        kind = rng.choice(KINDS)
         s, u = {}, []
         if kind == "lead":
             v = rng.choice(("hot", "warm", "cold", None, ABSENT))
@@ -336,6 +339,10 @@ def mutate(c, rng, deleted_pool, rnd):
     gone = c.sim.delete(ids=rng.sample(ids, rng.randint(1, 4)))
     done["delete"] += len(gone)
     back = [r for r in deleted_pool if rng.random() < 0.5]
+    # at least one call the mirror holds as deleted comes back: an 'undelete'
+    marked = [r for r in deleted_pool if mirror.get(r["id"], (None, False))[1]]
+    if marked and not any(r in marked for r in back):
+        back.append(marked[0])
     for r in back:
         deleted_pool.remove(r)
         if rng.random() < 0.5:
@@ -361,7 +368,7 @@ def scenario(order, seed):
         modes = ["backfill"] + ["once" if r % 2 else "backfill" for r in range(1, ROUNDS + 1)]
         modes[-1] = "backfill"
         for rnd, mode in enumerate(modes):
-            done = mutate(c, rng, deleted_pool, rnd) if rnd else {"initial": N}
+            done = mutate(c, rng, deleted_pool, rnd, before) if rnd else {"initial": N}
             when = "round %d (%s)" % (rnd, mode)
             c.expect_rc(c.run(mode), 0, when)
             if rnd == 0:
