@@ -270,6 +270,7 @@ def scenario():
             ("lead_upgrades", lambda: check_lead_upgrades(c, run2)),
             ("sync_freshness", lambda: check_freshness(c, rel_start)),
             ("reader role", lambda: check_reader(c)),
+            ("a person's psql", lambda: check_psql_writes(c)),
         ]
         failed = []
         for name, fn in checks:
@@ -750,6 +751,31 @@ def check_freshness(c, rel_start):
     k.done()
 
 
+def check_psql_writes(c):
+    """Rows changed by a person (no vozagent.run_id): the history says so with run_id
+    NULL, a hard DELETE is a 'delete', and the rollup follows."""
+    n0 = int(c.scalar("SELECT count(*) FROM vozagent.call_changes"))
+    t0 = c.scalar("SELECT max(observed_at) FROM vozagent.call_changes")
+    c.q("UPDATE vozagent.calls SET raw = raw || '{\"note\": \"by hand\"}' "
+        "WHERE id = '%s'" % cid(13))
+    c.q("DELETE FROM vozagent.calls WHERE id IN ('%s', '%s')" % (cid(19), cid(22)))
+    got = sorted(tuple(r) for r in c.qjson(
+        "SELECT coalesce(json_agg(json_build_array(call_id, op, field, new_value::text, "
+        "run_id)), '[]') FROM vozagent.call_changes WHERE observed_at > '%s'" % t0))
+    exp = sorted([(cid(13), "update", "note", '"by hand"', None),
+                  (cid(19), "delete", None, None, None),
+                  (cid(22), "delete", None, None, None)])
+    n1 = int(c.scalar("SELECT count(*) FROM vozagent.call_changes"))
+    check(n1 - n0 == 3 and got == exp, "history of psql writes: %d rows, expected 3:\n  %s"
+          % (n1 - n0, "\n  ".join(map(str, got))))
+    # the hard-deleted live call (D5, B, inbound, no status) leaves the rollup
+    d5 = c.qjson("SELECT json_build_array(calls, completed, in_progress) FROM "
+                 "vozagent.daily_totals WHERE source = 'e2e' AND call_date = '2026-03-31'")
+    check(d5 == [5, 3, 1], "daily_totals 2026-03-31 after a hard DELETE of its call "
+          "without status: %s, expected [5, 3, 1]" % d5)
+    h.log("psql writes: an update and two hard deletes in the history, run_id NULL")
+
+
 # ------------------------------------------------------------- the reader ----
 
 VIEWS = ("calls_live", "calls_daily", "daily_totals", "assistant_performance", "lead_funnel",
@@ -765,8 +791,7 @@ REFUSED_WRITES = [
     "INSERT INTO vozagent.calls (id, raw, source) VALUES ('x', '{}', 'e2e')",
     "UPDATE vozagent.calls SET deleted_at = now()",
     "DELETE FROM vozagent.calls",
-    # calls_live is not an updatable view: PostgreSQL refuses these with 55000 before
-    # it looks at rights (see VIEW_WRITES)
+    # calls_live cannot be updated: refused with 55000 before rights are looked at
     "UPDATE vozagent.calls_live SET call_status = 'failed'",
     "DELETE FROM vozagent.calls_live",
     "INSERT INTO vozagent.calls_live (id, raw, source) VALUES ('x', '{}', 'e2e')",
@@ -794,6 +819,36 @@ def as_role(c, role, sql):
                                                                               "replace")
 
 
+def as_role_each(c, role, stmts, into=False):
+    """Run each statement as role, in one session: [(sqlstate or "ok", message or the
+    count it returned)]. Each runs in its own subtransaction (a plpgsql exception
+    block), so one refusal does not stop the others; what succeeds is committed."""
+    body = ", ".join("$q$%s$q$" % x for x in stmts)
+    do = """DO $do$
+DECLARE s text; i int := 0; n bigint;
+BEGIN
+    FOREACH s IN ARRAY ARRAY[%s]::text[] LOOP
+        i := i + 1;
+        BEGIN
+            EXECUTE s %s;
+            RAISE NOTICE 'R|%%|ok|%%', i, n;
+        EXCEPTION WHEN others THEN
+            RAISE NOTICE 'R|%%|%%|%%', i, SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $do$""" % (body, "INTO n" if into else "")
+    rc, out, err = as_role(c, role, do)
+    check(rc == 0, "the reader's session failed: %s" % err)
+    res = {}
+    for line in err.splitlines():
+        if "R|" in line:
+            _, i, code, msg = line[line.index("R|"):].split("|", 3)
+            res[int(i)] = (code, msg)
+    check(sorted(res) == list(range(1, len(stmts) + 1)), "no result for some statements: "
+          "%s" % err[:500])
+    return [res[i + 1] for i in range(len(stmts))]
+
+
 def check_reader(c):
     errors = []
     before = c.scalar("SELECT count(*) || '/' || (SELECT count(*) FROM vozagent.calls "
@@ -802,26 +857,23 @@ def check_reader(c):
         # as docs/bi.md tells an administrator to do it
         c.q('GRANT vozagent_reader TO "%s"; ALTER ROLE "%s" SET search_path = vozagent'
             % (role.name, role.name))
-        for v in VIEWS:
-            rc, out, err = as_role(c, role.name, "SELECT count(*) FROM %s" % v)
-            if rc != 0:
-                errors.append("the reader cannot SELECT %s: %s" % (v, err.strip()))
-                continue
-            mine = c.scalar("SELECT count(*) FROM vozagent.%s" % v)
-            if out.strip() != mine:
-                errors.append("the reader sees %s rows of %s, the owner %s"
-                              % (out.strip(), v, mine))
-        for t in PRIVATE:
-            rc, out, err = as_role(c, role.name, "SELECT * FROM vozagent.%s LIMIT 1" % t)
-            if rc == 0 or "42501:" not in err:
-                errors.append("SELECT on vozagent.%s by the reader: expected SQLSTATE 42501, "
-                              "got rc %s: %s" % (t, rc, (err or out).strip()[:200]))
-        for sql in REFUSED_WRITES:
-            rc, out, err = as_role(c, role.name, sql)
-            codes = ("42501", "55000") if "calls_live" in sql else ("42501",)
-            if rc == 0 or not any(x + ":" in err for x in codes):
-                errors.append("%s by the reader: expected SQLSTATE 42501, got rc %s: %s"
-                              % (sql, rc, (err or out).strip()[:200]))
+        got = as_role_each(c, role.name, ["SELECT count(*) FROM %s" % v for v in VIEWS],
+                           into=True)
+        mine = c.qjson("SELECT json_build_array(%s)" % ", ".join(
+            "(SELECT count(*) FROM vozagent.%s)" % v for v in VIEWS))
+        for v, (code, n), m in zip(VIEWS, got, mine):
+            if code != "ok":
+                errors.append("the reader cannot SELECT %s: %s %s" % (v, code, n))
+            elif Decimal(n) != m:
+                errors.append("the reader sees %s rows of %s, the owner %s" % (n, v, m))
+        stmts = ["SELECT * FROM vozagent.%s LIMIT 1" % t for t in PRIVATE] + REFUSED_WRITES
+        for sql, (code, msg) in zip(stmts, as_role_each(c, role.name, stmts)):
+            # calls_live is not an updatable view: PostgreSQL refuses writes into it
+            # (55000) before it looks at rights
+            ok = ("42501", "55000") if "calls_live" in sql else ("42501",)
+            if code not in ok:
+                errors.append("%s by the reader: expected SQLSTATE 42501, got %s %s"
+                              % (sql, code, msg[:200]))
         c.q('REVOKE vozagent_reader FROM "%s"' % role.name)
         rc, out, err = as_role(c, role.name, "SELECT count(*) FROM vozagent.calls_live")
         if rc == 0 or "42501:" not in err:
