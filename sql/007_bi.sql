@@ -184,7 +184,8 @@ $$;
 -- rows after (+1) and before (-1). Of an update, only the rows whose reported
 -- columns changed count (the mirror never changes an id).
 CREATE FUNCTION vozagent.calls_rollup() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET enable_nestloop = on AS $$
 DECLARE
     a_source text[]; a_started timestamptz[]; a_assistant text[]; a_type text[];
     a_status text[]; a_duration numeric[]; a_booked boolean[]; a_lead text[];
@@ -310,7 +311,8 @@ $$;
 -- Records what a statement on vozagent.calls changed, for the sources whose
 -- history is on.
 CREATE FUNCTION vozagent.calls_history() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET enable_nestloop = on AS $$
 DECLARE
     v_run bigint := vozagent.current_run_id();
 BEGIN
@@ -403,7 +405,8 @@ COMMENT ON TABLE vozagent.raw_field_stats IS
 -- never changes an id). The one statement below reads whichever transition
 -- tables the event has.
 CREATE FUNCTION vozagent.calls_fields() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET enable_nestloop = on AS $$
 DECLARE
     v_rows text;
 BEGIN
@@ -456,6 +459,10 @@ $$;
 -- psql), so the rollup, the history and the field counts never disagree with
 -- the mirror. Their functions run with the owner's rights: the daemon's role
 -- needs no rights on these tables.
+-- They plan with nested loops allowed even when fired by finish_backfill or
+-- backfill_unseen (006), which turn them off for their own anti-joins: a SET
+-- of a function lasts through the triggers its statements fire, and the small
+-- per-statement joins then took seconds.
 CREATE TRIGGER calls_rollup_insert AFTER INSERT ON vozagent.calls
     REFERENCING NEW TABLE AS calls_new
     FOR EACH STATEMENT EXECUTE FUNCTION vozagent.calls_rollup();
@@ -499,6 +506,12 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_zone text := vozagent.source_zone(p_source);
 BEGIN
+    -- the common case, every pass: nothing to write (an upsert would still lock the row)
+    IF EXISTS (SELECT 1 FROM vozagent.sync_state
+                WHERE source = p_source AND report_time_zone = p_time_zone
+                  AND history = p_history) THEN
+        RETURN false;
+    END IF;
     IF p_time_zone IS DISTINCT FROM v_zone
        AND NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = p_time_zone) THEN
         RAISE EXCEPTION 'report_time_zone "%" is not a time zone PostgreSQL knows (see pg_timezone_names)',
@@ -553,8 +566,8 @@ SELECT c.id, c.source, c.contact_id, c.assistant_id, c.call_type, c.call_status,
        round(c.duration_seconds / 60, 2) AS duration_minutes,
        c.lead_qualification IN ('hot', 'warm') AS is_qualified
   FROM vozagent.calls c
-  LEFT JOIN LATERAL (SELECT coalesce((SELECT s.report_time_zone FROM vozagent.sync_state s
-                                       WHERE s.source = c.source), 'UTC') AS zone) z ON true
+  LEFT JOIN vozagent.sync_state st ON st.source = c.source,
+       LATERAL (SELECT coalesce(st.report_time_zone, 'UTC') AS zone) z
  WHERE c.deleted_at IS NULL;
 COMMENT ON VIEW vozagent.calls_live IS
     'Calls not marked deleted, with day, hour and weekday in the source''s report_time_zone. Filter on call_started_at (indexed) rather than call_date for speed.';
@@ -579,10 +592,14 @@ WITH d AS (
            sum(booked)::int AS booked
       FROM vozagent.calls_daily_rollup GROUP BY source, call_date
 ), span AS (
-    SELECT source, min(call_date) AS first_day,
-           greatest(max(call_date),
-                    (now() AT TIME ZONE vozagent.source_zone(source))::date) AS last_day
-      FROM d GROUP BY source
+    -- the source's today, in its zone (its settings are joined here, not read
+    -- by a function: a view reads with its owner's rights, a function would not)
+    SELECT d.source, min(d.call_date) AS first_day,
+           greatest(max(d.call_date),
+                    (now() AT TIME ZONE coalesce(min(st.report_time_zone), 'UTC'))::date)
+               AS last_day
+      FROM d LEFT JOIN vozagent.sync_state st ON st.source = d.source
+     GROUP BY d.source
 )
 SELECT s.source, g.day::date AS call_date,
        coalesce(d.calls, 0) AS calls, coalesce(d.completed, 0) AS completed,
@@ -607,8 +624,9 @@ SELECT r.source, r.assistant_id, p.period, p.days AS period_days,
        round(sum(r.duration_sum) / nullif(sum(r.duration_n), 0), 2) AS avg_duration_seconds,
        round(sum(r.failed)::numeric / sum(r.calls), 4) AS failed_share
   FROM (VALUES ('7 days', 7), ('30 days', 30), ('90 days', 90)) AS p(period, days)
-  JOIN vozagent.calls_daily_rollup r
-    ON r.call_date > (now() AT TIME ZONE vozagent.source_zone(r.source))::date - p.days
+ CROSS JOIN vozagent.calls_daily_rollup r
+  LEFT JOIN vozagent.sync_state st ON st.source = r.source
+ WHERE r.call_date > (now() AT TIME ZONE coalesce(st.report_time_zone, 'UTC'))::date - p.days
  GROUP BY r.source, r.assistant_id, p.period, p.days;
 COMMENT ON VIEW vozagent.assistant_performance IS
     'Per assistant over the last 7, 30 and 90 days (today included, in report_time_zone).';

@@ -218,6 +218,9 @@ def read_only_while_connected():
             c.pg.psql("ALTER SYSTEM RESET default_transaction_read_only")
             c.pg.psql("SELECT pg_reload_conf()")
             c.wait_exact("after the server is writable again", timeout=90, proc=p)
+            # the pass that met the read-only server ends after the mirror is exact
+            c.wait_for("a pass ended ok", lambda: p.poll() is not None or any(
+                x["outcome"] == "ok" for x in c.sync_runs()), timeout=60)
             h.terminate(p)
             r = c.wait(p, 20)
             c.expect_rc(r, 0, "run after SIGTERM")
