@@ -430,16 +430,24 @@ BEGIN
                FROM calls_old o JOIN calls_new n ON n.id = o.id
               WHERE o.raw IS DISTINCT FROM n.raw OR (o.deleted_at IS NULL) <> (n.deleted_at IS NULL)'
         END;
+    -- Rows grouped by their set of keys first: the rows of a batch share a
+    -- handful of sets, and joining every row to its keys cost 3x as much.
     EXECUTE format($q$
-        WITH d AS (
-            SELECT x.source, k.field, sum(x.sign)::bigint AS delta,
+        WITH g AS (
+            SELECT x.source, ARRAY(SELECT jsonb_object_keys(x.raw)) AS keys,
+                   sum(x.sign) AS delta,
                    min(x.call_started_at) FILTER (WHERE x.stored) AS first_at,
                    max(x.call_started_at) FILTER (WHERE x.stored) AS last_at,
                    bool_or(x.stored) AS stored
-              FROM (%s) AS x(source, raw, call_started_at, sign, stored),
-                   LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(x.raw) = 'object'
-                                                  THEN x.raw ELSE '{}' END) AS k(field)
-             GROUP BY x.source, k.field
+              FROM (%s) AS x(source, raw, call_started_at, sign, stored)
+             WHERE jsonb_typeof(x.raw) = 'object'
+             GROUP BY 1, 2
+        ), d AS (
+            SELECT g.source, k.field, sum(g.delta)::bigint AS delta,
+                   min(g.first_at) AS first_at, max(g.last_at) AS last_at,
+                   bool_or(g.stored) AS stored
+              FROM g, unnest(g.keys) AS k(field)
+             GROUP BY g.source, k.field
         )
         INSERT INTO vozagent.raw_field_stats AS f
                (source, field, calls, first_call_at, last_call_at, first_seen_at)
@@ -663,11 +671,27 @@ SELECT r.source, r.call_date, extract(isodow FROM r.call_date)::int AS weekday,
 COMMENT ON VIEW vozagent.calls_hourly IS
     'Live calls per day, local hour, assistant and call type (hours with calls only).';
 
+-- Summed per weekday first (24 + 24 sums over the rollup rows in one pass),
+-- then the 7 x 24 cells unnested: unnesting every rollup row's hours first
+-- was 3x slower at 1M calls.
 CREATE VIEW vozagent.hourly_heatmap AS
-SELECT source, weekday, hour_of_day, sum(calls)::int AS calls, sum(booked)::int AS booked,
-       round(sum(booked)::numeric / sum(calls), 4) AS booking_rate
-  FROM vozagent.calls_hourly
- GROUP BY source, weekday, hour_of_day;
+WITH w AS (
+    SELECT r.source, extract(isodow FROM r.call_date)::int AS weekday,
+           ARRAY[sum(r.hour_calls[1]), sum(r.hour_calls[2]), sum(r.hour_calls[3]), sum(r.hour_calls[4]), sum(r.hour_calls[5]), sum(r.hour_calls[6]),
+                 sum(r.hour_calls[7]), sum(r.hour_calls[8]), sum(r.hour_calls[9]), sum(r.hour_calls[10]), sum(r.hour_calls[11]), sum(r.hour_calls[12]),
+                 sum(r.hour_calls[13]), sum(r.hour_calls[14]), sum(r.hour_calls[15]), sum(r.hour_calls[16]), sum(r.hour_calls[17]), sum(r.hour_calls[18]),
+                 sum(r.hour_calls[19]), sum(r.hour_calls[20]), sum(r.hour_calls[21]), sum(r.hour_calls[22]), sum(r.hour_calls[23]), sum(r.hour_calls[24])] AS c,
+           ARRAY[sum(r.hour_booked[1]), sum(r.hour_booked[2]), sum(r.hour_booked[3]), sum(r.hour_booked[4]), sum(r.hour_booked[5]), sum(r.hour_booked[6]),
+                 sum(r.hour_booked[7]), sum(r.hour_booked[8]), sum(r.hour_booked[9]), sum(r.hour_booked[10]), sum(r.hour_booked[11]), sum(r.hour_booked[12]),
+                 sum(r.hour_booked[13]), sum(r.hour_booked[14]), sum(r.hour_booked[15]), sum(r.hour_booked[16]), sum(r.hour_booked[17]), sum(r.hour_booked[18]),
+                 sum(r.hour_booked[19]), sum(r.hour_booked[20]), sum(r.hour_booked[21]), sum(r.hour_booked[22]), sum(r.hour_booked[23]), sum(r.hour_booked[24])] AS b
+      FROM vozagent.calls_daily_rollup r
+     GROUP BY r.source, extract(isodow FROM r.call_date)::int
+)
+SELECT w.source, w.weekday, (h.i - 1)::int AS hour_of_day, h.calls::int AS calls,
+       h.booked::int AS booked, round(h.booked::numeric / h.calls, 4) AS booking_rate
+  FROM w, unnest(w.c, w.b) WITH ORDINALITY AS h(calls, booked, i)
+ WHERE h.calls > 0;
 COMMENT ON VIEW vozagent.hourly_heatmap IS
     'All live calls by ISO weekday (1 = Monday) and local hour; for a time range use calls_hourly.';
 
@@ -682,6 +706,9 @@ SELECT s.source, s.last_pass_at AS last_success_at,
          ORDER BY r.id DESC LIMIT 1) AS last_error
   FROM vozagent.sync_status s
   LEFT JOIN vozagent.sync_state st USING (source);
+-- sync_freshness' last error without reading back through every run of the
+-- retention window: only failed runs are indexed.
+CREATE INDEX sync_runs_failed_idx ON vozagent.sync_runs (source, id) WHERE outcome = 'failed';
 COMMENT ON VIEW vozagent.sync_freshness IS
     'Per source: when the last pass succeeded and how long ago, live rows, and the error of a failed pass since.';
 
