@@ -19,9 +19,10 @@ plus eight calls of assistant C at days relative to today (Berlin), for the 7/30
 periods of assistant_performance. Pass 1 (backfill) mirrors them; the simulator then
 finishes, re-qualifies, reopens, deletes (and changes and reverts one field of f09);
 pass 2 (backfill) sees it all and marks the deletions; pass 3 (once) writes nothing. A
-failed pass and a good one then drive sync_freshness. Finally a login role granted
+failed pass and a good one then drive sync_freshness. A login role granted
 vozagent_reader reads every view and call_changes, and is refused (SQLSTATE 42501)
-everything else: the internal tables, any write, CREATE in the schema."""
+everything else: the internal tables, any write, CREATE in the schema. Last, a
+person's UPDATE and hard DELETE in psql show in the history with run_id NULL."""
 
 import datetime as dt
 import subprocess
