@@ -845,3 +845,45 @@ def wait_daemon_sessions_gone(pg, db, timeout=10):
               "%ss after it exited" % timeout)
         time.sleep(0.05)
 
+
+
+# ------------------------------------------------------- the BI layer (issue 10) ----
+
+def binary_knows_key(case, key, value):
+    """Whether the binary's configuration has `key` (a file line `key = value` passes
+    `-n`, instead of "unknown key")."""
+    path = case.write_config("%s = %s\n" % (key, value), name="probe-%s.conf" % key)
+    r = case.run("-n", "once", config=path)
+    if "unknown key '%s'" % key in r.err:
+        return False
+    check(r.rc == 0, "%s = %s refused by -n once:\n%s" % (key, value, r))
+    return True
+
+
+def set_report_zone(case, zone):
+    """Make `zone` the source's report_time_zone for every pass of case: through the
+    report_time_zone key (VOZAGENT_REPORT_TIME_ZONE) when the binary has it, else by
+    calling vozagent.configure_source (after a `migrate`) as the owner. Returns
+    "config" or "sql"."""
+    if binary_knows_key(case, "report_time_zone", zone):
+        case.extra_env["VOZAGENT_REPORT_TIME_ZONE"] = zone
+        log("report_time_zone %s through the configuration" % zone)
+        return "config"
+    case.expect_rc(case.run("migrate"), 0, "migrate")
+    case.q("SELECT vozagent.configure_source('%s', '%s', true)" % (case.source, zone))
+    log("report_time_zone %s by vozagent.configure_source (the binary has no "
+        "report_time_zone key)" % zone)
+    return "sql"
+
+
+def check_report_zone(case, zone, how):
+    """The source's sync_state says zone; in "sql" mode a sync_state row created by the
+    first pass after configure_source ran is set (and its rollup rebuilt) now."""
+    got = case.scalar("SELECT report_time_zone FROM vozagent.sync_state WHERE source = '%s'"
+                      % case.source)
+    if got != zone and how == "sql":
+        case.q("SELECT vozagent.configure_source('%s', '%s', true)" % (case.source, zone))
+        got = case.scalar("SELECT report_time_zone FROM vozagent.sync_state "
+                          "WHERE source = '%s'" % case.source)
+    check(got == zone, "sync_state.report_time_zone = %r, expected %r (set through %s)"
+          % (got, zone, how))
