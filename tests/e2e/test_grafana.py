@@ -501,8 +501,11 @@ def scenario():
             c.expect_rc(c.run("backfill"), 0, "full pass after the changes")
             c.assert_exact("after the full pass")
 
-            # Grafana's "now" is when the board is shown: after the passes
-            t_to = dt.datetime.now(dt.timezone.utc).replace(microsecond=456000)
+            # Grafana's "now" is when the board is shown: after the passes (a
+            # second on, so that fixing the microseconds never moves it back
+            # before the last pass's observed_at)
+            t_to = (dt.datetime.now(dt.timezone.utc) +
+                    dt.timedelta(seconds=1)).replace(microsecond=456000)
             t_from = t_to - dt.timedelta(days=30)
             res, problems = run_board(dash, reader, t_from, t_to, all_of)
             check(not problems, "panels failed:\n  " + "\n  ".join(problems))
