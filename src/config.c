@@ -740,7 +740,8 @@ loader_apply(struct loader *ld, struct config *cfg, size_t i)
 		    strcmp(v, "off") == 0 || strcmp(v, "0") == 0)
 			*(int *)dst = 0;
 		else
-			loader_error(ld, "%s: %s must be yes or no, got '%s'", where, k->name, v);
+			loader_error(ld, "%s: %s must be on or off (or yes/no, true/false, 1/0), got '%s'",
+			    where, k->name, v);
 		break;
 	case KEY_DURATION:
 		if (config_parse_duration(v, (uint64_t *)dst) < 0)

@@ -1381,7 +1381,7 @@ store_configure_source(struct store *s, const char *source, const char *time_zon
 		if (strcmp(s->sqlstate, STORE_INVALID_PARAMETER) == 0) {
 			snprintf(s->err, sizeof s->err, "report_time_zone '%.64s' is not a time zone "
 			    "PostgreSQL knows: set report_time_zone to a name it lists (SELECT name "
-			    "FROM pg_timezone_names), e.g. UTC or Europe/Madrid, then reload; nothing "
+			    "FROM pg_timezone_names), e.g. UTC or Europe/Madrid (the daemon takes it at a reload); nothing "
 			    "was synced", time_zone);
 			s->config_error = true;
 		}

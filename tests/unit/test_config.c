@@ -553,7 +553,7 @@ test_load_report_settings(void)
 		ASSERT_EQ_INT(err_lines(), 1);
 	}
 	ASSERT_EQ_INT(load("history = maybe\n"), -1);
-	ASSERT_ERR_LINE(1, "history must be yes or no, got 'maybe'");
+	ASSERT_ERR_LINE(1, "history must be on or off (or yes/no, true/false, 1/0), got 'maybe'");
 	/* like history_retention: a plain number is seconds, surely a typo */
 	ASSERT_EQ_INT(load("change_retention = 30\n"), -1);
 	ASSERT_ERR_LINE(1, "change_retention must be at least 1h");
@@ -948,7 +948,7 @@ test_http_allowed_when_insecure_is_set(void)
 	ASSERT_ERR_LINE(1, "api_url uses http://");
 
 	ASSERT_EQ_INT(load("allow_insecure_http = maybe\n"), -1);
-	ASSERT_ERR_LINE(1, "allow_insecure_http must be yes or no, got 'maybe'");
+	ASSERT_ERR_LINE(1, "allow_insecure_http must be on or off (or yes/no, true/false, 1/0), got 'maybe'");
 }
 
 static void
