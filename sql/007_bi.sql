@@ -63,6 +63,18 @@ LANGUAGE sql STABLE AS $$
                       WHERE s.source = p_source), 'UTC')
 $$;
 
+-- A duration as the percentiles take it. numeric holds what double precision
+-- cannot (1e309, 1e-400, both valid JSON the mirror stores): such a value
+-- becomes an infinity or 0 here, the same way for the row that adds it and the
+-- row that removes it, instead of failing the batch.
+CREATE FUNCTION vozagent.duration_float(d numeric) RETURNS double precision
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN d > 1e308 THEN 'Infinity'::float8
+                WHEN d < -1e308 THEN '-Infinity'::float8
+                WHEN abs(d) < 1e-300 THEN 0
+                ELSE d::float8 END
+$$;
+
 -- Adds rows to the rollup, given column-wise: one element per live call,
 -- p_sign +1 for a row that now counts and -1 for one that no longer does.
 -- Each touched group's new row is aggregated from its current row and the
@@ -146,7 +158,7 @@ BEGIN
           FROM (SELECT g, v, sum(m) AS m
                   FROM (SELECT g, unnest(durations) AS v, 1 AS m FROM cur
                         UNION ALL
-                        SELECT g, duration_seconds::float8, sign FROM x
+                        SELECT g, vozagent.duration_float(duration_seconds), sign FROM x
                          WHERE duration_seconds IS NOT NULL) p
                  GROUP BY g, v) q,
                generate_series(1, q.m::int)
@@ -424,11 +436,13 @@ BEGIN
         ELSE
             'SELECT n.source, n.raw, n.call_started_at, (n.deleted_at IS NULL)::int, true
                FROM calls_new n JOIN calls_old o ON o.id = n.id
-              WHERE o.raw IS DISTINCT FROM n.raw OR (o.deleted_at IS NULL) <> (n.deleted_at IS NULL)
+              WHERE o.raw IS DISTINCT FROM n.raw OR o.source IS DISTINCT FROM n.source
+                 OR (o.deleted_at IS NULL) <> (n.deleted_at IS NULL)
              UNION ALL
              SELECT o.source, o.raw, o.call_started_at, -(o.deleted_at IS NULL)::int, false
                FROM calls_old o JOIN calls_new n ON n.id = o.id
-              WHERE o.raw IS DISTINCT FROM n.raw OR (o.deleted_at IS NULL) <> (n.deleted_at IS NULL)'
+              WHERE o.raw IS DISTINCT FROM n.raw OR o.source IS DISTINCT FROM n.source
+                 OR (o.deleted_at IS NULL) <> (n.deleted_at IS NULL)'
         END;
     -- Rows grouped by their set of keys first: the rows of a batch share a
     -- handful of sets, and joining every row to its keys cost 3x as much.
@@ -521,6 +535,9 @@ BEGIN
                   AND history = p_history) THEN
         RETURN false;
     END IF;
+    -- the rollup's lock before the sync_state row, in the order every writer
+    -- of the source takes them (its rollup trigger, then the cursor)
+    PERFORM vozagent.rollup_lock(ARRAY[p_source]);
     IF p_time_zone IS DISTINCT FROM v_zone
        AND NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = p_time_zone) THEN
         RAISE EXCEPTION 'report_time_zone "%" is not a time zone PostgreSQL knows (see pg_timezone_names)',
@@ -535,7 +552,6 @@ BEGIN
     IF p_time_zone IS NOT DISTINCT FROM v_zone THEN
         RETURN false;
     END IF;
-    PERFORM vozagent.rollup_lock(ARRAY[p_source]);
     DELETE FROM vozagent.calls_daily_rollup WHERE source = p_source;
     PERFORM vozagent.rollup_add_calls(p_source);
     RETURN true;
@@ -604,22 +620,29 @@ WITH d AS (
     -- the source's today, in its zone (its settings are joined here, not read
     -- by a function: a view reads with its owner's rights, a function would not)
     SELECT d.source, min(d.call_date) AS first_day,
-           greatest(max(d.call_date),
-                    (now() AT TIME ZONE coalesce(min(st.report_time_zone), 'UTC'))::date)
-               AS last_day
+           (now() AT TIME ZONE coalesce(min(st.report_time_zone), 'UTC'))::date AS today
       FROM d LEFT JOIN vozagent.sync_state st ON st.source = d.source
      GROUP BY d.source
+), days AS (
+    -- the days without calls from the first call to today, at most ten years
+    -- back (a call dated 0001-01-01 by a vendor's bug would make 740000 of
+    -- them); every day with calls, whenever it is
+    SELECT s.source, g.day::date AS call_date
+      FROM span s,
+           generate_series(greatest(s.first_day, s.today - 3653), s.today, interval '1 day')
+             AS g(day)
+    UNION
+    SELECT source, call_date FROM d
 )
-SELECT s.source, g.day::date AS call_date,
+SELECT x.source, x.call_date,
        coalesce(d.calls, 0) AS calls, coalesce(d.completed, 0) AS completed,
        coalesce(d.failed, 0) AS failed, coalesce(d.in_progress, 0) AS in_progress,
        coalesce(d.booked, 0) AS booked,
        round(d.booked::numeric / nullif(d.calls, 0), 4) AS booking_rate
-  FROM span s
- CROSS JOIN LATERAL generate_series(s.first_day, s.last_day, interval '1 day') AS g(day)
-  LEFT JOIN d ON d.source = s.source AND d.call_date = g.day::date;
+  FROM days x
+  LEFT JOIN d ON d.source = x.source AND d.call_date = x.call_date;
 COMMENT ON VIEW vozagent.daily_totals IS
-    'Live calls per source and day, every day from the first call to today, days without calls as zeros.';
+    'Live calls per source and day: every day from the first call (at most ten years back) to today, days without calls as zeros, and any other day with calls.';
 
 CREATE VIEW vozagent.assistant_performance AS
 SELECT r.source, r.assistant_id, p.period, p.days AS period_days,
@@ -636,6 +659,7 @@ SELECT r.source, r.assistant_id, p.period, p.days AS period_days,
  CROSS JOIN vozagent.calls_daily_rollup r
   LEFT JOIN vozagent.sync_state st ON st.source = r.source
  WHERE r.call_date > (now() AT TIME ZONE coalesce(st.report_time_zone, 'UTC'))::date - p.days
+   AND r.call_date <= (now() AT TIME ZONE coalesce(st.report_time_zone, 'UTC'))::date
  GROUP BY r.source, r.assistant_id, p.period, p.days;
 COMMENT ON VIEW vozagent.assistant_performance IS
     'Per assistant over the last 7, 30 and 90 days (today included, in report_time_zone).';
