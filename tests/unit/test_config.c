@@ -524,8 +524,8 @@ test_load_report_settings(void)
 		"report_time_zone = \"\"\n", "report_time_zone = /etc/passwd\n",
 		"report_time_zone = Europe/../../etc\n", "report_time_zone = Europe/Mad rid\n",
 		"report_time_zone = 'UTC;x'\n", "report_time_zone = Europe/Madrid\\\n",
-		"report_time_zone = "
-		    "Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+		("report_time_zone = "
+		    "Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"),
 	};
 
 	ASSERT_EQ_INT(load(""), 0);
