@@ -180,8 +180,7 @@ check_time_zone(const struct config *cfg, struct store *st, FILE *out)
 	}
 	if (!known) {
 		check_line(out, "report_time_zone", "FAIL: '%s' is not a time zone PostgreSQL knows: "
-		    "set report_time_zone to a name it lists (SELECT name FROM pg_timezone_names), "
-		    "e.g. UTC or Europe/Madrid", cfg->report_time_zone);
+		    STORE_TIME_ZONE_REMEDY, cfg->report_time_zone);
 		return CHECK_CONFIG;
 	}
 	check_line(out, "report_time_zone", "OK (%s)", cfg->report_time_zone);

@@ -492,14 +492,19 @@ store_exec(struct store *s, const char *sql, const char *what)
 	return ok ? 0 : -1;
 }
 
-/* Runs a query that returns rows: its result (PQclear it), or NULL with the error recorded. */
+/*
+ * Runs a query that returns rows, with n text parameters: its result (PQclear
+ * it), or NULL with the error recorded. For the few queries that are not
+ * prepared (check, migrate, inspect).
+ */
 static PGresult *
-store_select(struct store *s, const char *sql, const char *what)
+store_select_params(struct store *s, const char *sql, int n, const char *const *params,
+    const char *what)
 {
 	PGresult *res;
 
 	atomic_store(&store_in_statement, true);
-	res = PQexec(s->conn, sql);
+	res = PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
 	atomic_store(&store_in_statement, false);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		store_fail(s, res, "%s", what);
@@ -507,6 +512,12 @@ store_select(struct store *s, const char *sql, const char *what)
 		return NULL;
 	}
 	return res;
+}
+
+static PGresult *
+store_select(struct store *s, const char *sql, const char *what)
+{
+	return store_select_params(s, sql, 0, NULL, what);
 }
 
 static PGresult *
@@ -1380,9 +1391,8 @@ store_configure_source(struct store *s, const char *source, const char *time_zon
 		/* a configuration mistake, not a database failure: say which key to fix */
 		if (strcmp(s->sqlstate, STORE_INVALID_PARAMETER) == 0) {
 			snprintf(s->err, sizeof s->err, "report_time_zone '%.64s' is not a time zone "
-			    "PostgreSQL knows: set report_time_zone to a name it lists (SELECT name "
-			    "FROM pg_timezone_names), e.g. UTC or Europe/Madrid (the daemon takes it at a reload); nothing "
-			    "was synced", time_zone);
+			    "PostgreSQL knows: " STORE_TIME_ZONE_REMEDY " (the daemon takes it at a "
+			    "reload); nothing was synced", time_zone);
 			s->config_error = true;
 		}
 		return -1;
@@ -1396,18 +1406,13 @@ int
 store_time_zone_is_known(struct store *s, const char *time_zone, bool *known)
 {
 	const char *params[1] = { time_zone };
-	PGresult *res;
-
 	/* what configure_source accepts; check prepares nothing, so an ad hoc statement */
-	atomic_store(&store_in_statement, true);
-	res = PQexecParams(s->conn, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names"
-	    " WHERE name = $1)", 1, NULL, params, NULL, NULL, 0);
-	atomic_store(&store_in_statement, false);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		store_fail(s, res, "cannot ask PostgreSQL which time zones it knows");
-		PQclear(res);
+	PGresult *res = store_select_params(s, "SELECT EXISTS (SELECT 1 FROM"
+	    " pg_catalog.pg_timezone_names WHERE name = $1)", 1, params,
+	    "cannot ask PostgreSQL which time zones it knows");
+
+	if (res == NULL)
 		return -1;
-	}
 	*known = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
 	return 0;

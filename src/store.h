@@ -150,6 +150,10 @@ struct store_pruned {
 int store_prune(struct store *s, const char *source, const struct store_retention *keep,
     struct store_pruned *gone);
 
+/* What to do about a report_time_zone PostgreSQL does not know (pass and `check` alike). */
+#define STORE_TIME_ZONE_REMEDY "set report_time_zone to a name it lists (SELECT name FROM " \
+    "pg_timezone_names), e.g. UTC or Europe/Madrid"
+
 /*
  * At the start of a pass, with the source's lock held: the source's reporting
  * settings (vozagent.configure_source). *rebuilt: the zone changed and the
